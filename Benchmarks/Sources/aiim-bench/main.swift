@@ -1,0 +1,1 @@
+print("aiim-bench: see Benchmarks/README.md")

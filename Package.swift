@@ -1,0 +1,193 @@
+// swift-tools-version:6.2
+// AIIM: instant messaging for people and AI agents. One package, four services.
+
+import PackageDescription
+
+/// One settings list for every Swift target (as hummingbird does).
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "aiim",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "aiim-gateway", targets: ["aiim-gateway"]),
+        .executable(name: "aiim-messaging", targets: ["aiim-messaging"]),
+        .executable(name: "aiim-media", targets: ["aiim-media"]),
+        .executable(name: "aiim-calls", targets: ["aiim-calls"]),
+        .executable(name: "aiim-bench", targets: ["aiim-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", exact: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", exact: "2.8.1"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", exact: "5.8.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", exact: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", exact: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", exact: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", exact: "0.2.0"),
+        .package(url: "https://github.com/swift-otel/swift-w3c-trace-context.git", exact: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", exact: "1.8.0"),
+    ],
+    targets: [
+        // MARK: C libraries (system packages, wrapped by the Swift modules below)
+        .systemLibrary(
+            name: "CHiredis", path: "Shared/CHiredis", pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        .systemLibrary(
+            name: "CLibpq", path: "Shared/CLibpq", pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        .systemLibrary(
+            name: "CCurl", path: "Services/Media/CCurl", pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        /// Typed wrappers for libcurl's variadic `curl_easy_setopt`/`curl_easy_getinfo`.
+        .target(name: "CCurlShim", dependencies: ["CCurl"], path: "Services/Media/Sources/CCurlShim"),
+
+        // MARK: Shared
+        /// Wire protocol, configuration, logging, metrics, errors, health.
+        .target(
+            name: "AIIMShared",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            path: "Shared/Sources/AIIMShared", swiftSettings: swiftSettings
+        ),
+        /// Redis over hiredis: pool, streams, consumer service, request/reply bus.
+        .target(
+            name: "AIIMRedis",
+            dependencies: ["CHiredis", "AIIMShared",
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "Metrics", package: "swift-metrics"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            path: "Shared/Sources/AIIMRedis", swiftSettings: swiftSettings
+        ),
+        /// PostgreSQL over libpq: pool, typed rows, transactions, migrations.
+        .target(
+            name: "AIIMPostgres",
+            dependencies: ["CLibpq", "AIIMShared",
+                           .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "NIOPosix", package: "swift-nio")],
+            path: "Shared/Sources/AIIMPostgres",
+            resources: [.copy("Migrations")],
+            swiftSettings: swiftSettings
+        ),
+
+        /// What every backend service (messaging, media, calls) runs: pools, readiness,
+        /// observability server, migrations, command consumer.
+        .target(
+            name: "AIIMServiceKit",
+            dependencies: ["AIIMShared", "AIIMRedis", "AIIMPostgres",
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "Prometheus", package: "swift-prometheus"),
+                           .product(name: "Metrics", package: "swift-metrics"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                           .product(name: "UnixSignals", package: "swift-service-lifecycle")],
+            path: "Shared/Sources/AIIMServiceKit", swiftSettings: swiftSettings
+        ),
+
+        // MARK: Services
+        .target(
+            name: "GatewayCore",
+            dependencies: [
+                "AIIMShared", "AIIMRedis",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/Gateway/Sources/GatewayCore", swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "aiim-gateway", dependencies: ["GatewayCore"],
+            path: "Services/Gateway/Sources/aiim-gateway", swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MessagingCore",
+            dependencies: ["AIIMShared", "AIIMRedis", "AIIMPostgres", "AIIMServiceKit",
+                           .product(name: "Hummingbird", package: "hummingbird")],
+            path: "Services/Messaging/Sources/MessagingCore", swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "aiim-messaging", dependencies: ["MessagingCore"],
+            path: "Services/Messaging/Sources/aiim-messaging", swiftSettings: swiftSettings
+        ),
+        /// S3 over libcurl with AWS Signature V4 (MinIO, SeaweedFS, Alibaba OSS).
+        .target(
+            name: "AIIMS3",
+            dependencies: ["CCurlShim",
+                           .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "NIOPosix", package: "swift-nio")],
+            path: "Services/Media/Sources/S3", swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MediaCore",
+            dependencies: ["AIIMShared", "AIIMRedis", "AIIMPostgres", "AIIMS3", "AIIMServiceKit",
+                           .product(name: "Hummingbird", package: "hummingbird")],
+            path: "Services/Media/Sources/MediaCore", swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "aiim-media", dependencies: ["MediaCore"],
+            path: "Services/Media/Sources/aiim-media", swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "CallsCore",
+            dependencies: ["AIIMShared", "AIIMRedis", "AIIMPostgres", "AIIMServiceKit",
+                           .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "Hummingbird", package: "hummingbird")],
+            path: "Services/Calls/Sources/CallsCore", swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "aiim-calls", dependencies: ["CallsCore"],
+            path: "Services/Calls/Sources/aiim-calls", swiftSettings: swiftSettings
+        ),
+
+        // MARK: Benchmarks
+        .executableTarget(
+            name: "aiim-bench",
+            dependencies: ["AIIMShared", "AIIMRedis", "GatewayCore",
+                           .product(name: "Histogram", package: "hdrhistogram-swift"),
+                           .product(name: "HummingbirdWSClient", package: "hummingbird-websocket")],
+            path: "Benchmarks/Sources/aiim-bench", swiftSettings: swiftSettings
+        ),
+
+        // MARK: Tests
+        .testTarget(
+            name: "SharedTests", dependencies: ["AIIMShared"],
+            path: "Tests/SharedTests", swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MediaTests", dependencies: ["AIIMS3", .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log")],
+            path: "Tests/MediaTests", resources: [.copy("Vectors")], swiftSettings: swiftSettings
+        ),
+        /// Needs the servers that `deploy/local/test` starts (Redis, PostgreSQL, S3, coturn).
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["AIIMShared", "AIIMRedis", "AIIMPostgres", "AIIMServiceKit", "GatewayCore", "MessagingCore",
+                           "MediaCore", "CallsCore",
+                           .product(name: "HummingbirdTesting", package: "hummingbird"),
+                           .product(name: "HTTPTypes", package: "swift-http-types"),
+                           .product(name: "HummingbirdWSClient", package: "hummingbird-websocket")],
+            path: "Tests/IntegrationTests", swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,14 @@
+import AIIMServiceKit
+import AIIMShared
+import CallsCore
+
+let service: CallsService
+do {
+    let config = try CommonConfiguration(service: .calls, requireDatabase: true)
+    let registry = ProcessBootstrap.run(service: .calls, config: config)
+    service = try buildCalls(registry: registry)
+} catch {
+    ServiceMain.refuse("aiim-calls", error)
+}
+try await ServiceMain.run(service.services(), logger: service.runtime.logger)
+await service.runtime.shutdown()

@@ -1,0 +1,42 @@
+import AIIMShared
+
+/// Gateway settings, from the environment.
+public struct GatewayConfiguration: Sendable {
+    public var common: CommonConfiguration
+    /// `JWT_SECRET`: HS256 key for user tokens; at least 32 bytes or the gateway refuses to start.
+    public var jwtSecret: String
+    /// `JWT_ISSUER`: if set, tokens must carry this `iss`.
+    public var jwtIssuer: String?
+    /// `DEFAULT_TENANT`: tenant of tokens without a `tenant_id` claim. Default `default`.
+    public var defaultTenant: String
+    /// `RATE_LIMIT_PER_SEC`: requests per second per user (per IP when anonymous), shared by all gateways. Default 50.
+    public var rateLimitPerSecond: Int
+    /// `BUS_TIMEOUT_MS`: how long the gateway waits for a backend reply. Default 5000.
+    public var busTimeoutMillis: Int
+    /// `MAX_BODY_BYTES`: largest accepted REST body. Default 1 MiB.
+    public var maxBodyBytes: Int
+    /// `ENABLE_CORS` / `ALLOWED_ORIGINS`: CORS for browsers; origins comma-separated, no `*` with credentials.
+    public var enableCORS: Bool
+    public var allowedOrigins: [String]
+
+    public init(env: Environment = Environment()) throws {
+        common = try CommonConfiguration(service: .gateway, env: env, requireDatabase: false)
+        guard let secret = env.string("JWT_SECRET") else {
+            throw ConfigurationError("JWT_SECRET is required (at least 32 bytes of random data)")
+        }
+        guard secret.utf8.count >= 32 else {
+            throw ConfigurationError("JWT_SECRET is too weak: it must be at least 32 bytes (got \(secret.utf8.count))")
+        }
+        guard !["change_me", "changeme", "secret"].contains(where: { secret.lowercased().hasPrefix($0) }) else {
+            throw ConfigurationError("JWT_SECRET looks like a placeholder; generate a random one")
+        }
+        jwtSecret = secret
+        jwtIssuer = env.string("JWT_ISSUER")
+        defaultTenant = env.string("DEFAULT_TENANT", default: "default")!
+        rateLimitPerSecond = try env.int("RATE_LIMIT_PER_SEC", default: 50)
+        busTimeoutMillis = try env.int("BUS_TIMEOUT_MS", default: 5000)
+        maxBodyBytes = try env.int("MAX_BODY_BYTES", default: 1 << 20)
+        enableCORS = try env.bool("ENABLE_CORS", default: false)
+        allowedOrigins = env.list("ALLOWED_ORIGINS")
+    }
+}

@@ -1,0 +1,14 @@
+import AIIMServiceKit
+import AIIMShared
+import MediaCore
+
+let service: MediaService
+do {
+    let config = try CommonConfiguration(service: .media, requireDatabase: true)
+    let registry = ProcessBootstrap.run(service: .media, config: config)
+    service = try buildMedia(registry: registry)
+} catch {
+    ServiceMain.refuse("aiim-media", error)
+}
+try await ServiceMain.run(service.services(), logger: service.runtime.logger)
+await service.runtime.shutdown()

@@ -1,0 +1,219 @@
+import AIIMShared
+internal import CLibpq
+import Foundation
+
+/// Why a PostgreSQL call failed. `description` (server text, SQL) is for logs only; it is
+/// never sent to clients.
+public struct PostgresError: Error, CustomStringConvertible {
+    /// SQLSTATE, e.g. `23505` for a unique violation; nil for connection problems.
+    public var sqlState: String?
+    public var description: String
+    /// The connection is unusable (server gone, restarted, network).
+    public var isConnectionError: Bool
+
+    public var isUniqueViolation: Bool { sqlState == "23505" }
+    public var isForeignKeyViolation: Bool { sqlState == "23503" }
+    public var isSerializationFailure: Bool { sqlState == "40001" || sqlState == "40P01" }
+    public var isStatementTimeout: Bool { sqlState == "57014" }
+}
+
+/// A value bound to a `$n` parameter (sent in text format; never spliced into SQL).
+public protocol PostgresEncodable: Sendable {
+    var postgresText: String? { get }
+}
+extension String: PostgresEncodable { public var postgresText: String? { self } }
+extension Int: PostgresEncodable { public var postgresText: String? { String(self) } }
+extension Int64: PostgresEncodable { public var postgresText: String? { String(self) } }
+extension Int32: PostgresEncodable { public var postgresText: String? { String(self) } }
+extension Double: PostgresEncodable { public var postgresText: String? { String(self) } }
+extension Bool: PostgresEncodable { public var postgresText: String? { self ? "t" : "f" } }
+extension Date: PostgresEncodable { public var postgresText: String? { Timestamp.iso8601(self) } }
+extension JSONValue: PostgresEncodable { public var postgresText: String? { jsonString() } }
+extension Optional: PostgresEncodable where Wrapped: PostgresEncodable {
+    public var postgresText: String? { self?.postgresText }
+}
+extension Array: PostgresEncodable where Element == String {
+    /// A `text[]` literal.
+    public var postgresText: String? {
+        "{" + map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+            .joined(separator: ",") + "}"
+    }
+}
+
+/// A value read from a text-format column.
+public protocol PostgresDecodable: Sendable {
+    init?(postgresText: String)
+}
+extension String: PostgresDecodable { public init?(postgresText: String) { self = postgresText } }
+extension Int: PostgresDecodable { public init?(postgresText: String) { self.init(postgresText) } }
+extension Int64: PostgresDecodable { public init?(postgresText: String) { self.init(postgresText) } }
+extension Double: PostgresDecodable { public init?(postgresText: String) { self.init(postgresText) } }
+extension Bool: PostgresDecodable { public init?(postgresText: String) { self = postgresText == "t" } }
+extension JSONValue: PostgresDecodable {
+    public init?(postgresText: String) {
+        guard let v = try? JSONCoding.decoder.decode(JSONValue.self, from: Data(postgresText.utf8)) else { return nil }
+        self = v
+    }
+}
+extension Date: PostgresDecodable {
+    /// Parses `timestamptz` text in ISO DateStyle with UTC session time zone:
+    /// `2026-11-25 13:30:38.123456+00`.
+    public init?(postgresText s: String) {
+        let u = Array(s.utf8)
+        guard u.count >= 19 else { return nil }
+        func num(_ a: Int, _ b: Int) -> Int? {
+            var v = 0
+            for i in a..<b { let c = u[i]; guard c >= 48 && c <= 57 else { return nil }; v = v * 10 + Int(c - 48) }
+            return v
+        }
+        guard let y = num(0, 4), let mo = num(5, 7), let d = num(8, 10), let h = num(11, 13),
+              let mi = num(14, 16), let se = num(17, 19) else { return nil }
+        var frac = 0.0
+        var i = 19
+        if i < u.count, u[i] == 46 {  // "."
+            var scale = 0.1
+            i += 1
+            while i < u.count, u[i] >= 48, u[i] <= 57 { frac += Double(u[i] - 48) * scale; scale /= 10; i += 1 }
+        }
+        var t = tm()
+        t.tm_year = Int32(y - 1900); t.tm_mon = Int32(mo - 1); t.tm_mday = Int32(d)
+        t.tm_hour = Int32(h); t.tm_min = Int32(mi); t.tm_sec = Int32(se)
+        let secs = timegm(&t)
+        self = Date(timeIntervalSince1970: Double(secs) + frac)
+    }
+}
+
+/// One result row. Column lookup by name; values are converted on the pool thread.
+public struct PostgresRow: Sendable {
+    let columns: [String: Int]
+    public let values: [String?]
+
+    public func decode<T: PostgresDecodable>(_ column: String, as: T.Type = T.self) throws -> T {
+        guard let i = columns[column], let text = values[i], let v = T(postgresText: text) else {
+            throw PostgresError(sqlState: nil, description: "column \(column) missing, null or not \(T.self)", isConnectionError: false)
+        }
+        return v
+    }
+
+    public func optional<T: PostgresDecodable>(_ column: String, as: T.Type = T.self) -> T? {
+        guard let i = columns[column], let text = values[i] else { return nil }
+        return T(postgresText: text)
+    }
+}
+
+/// A finished query: its rows and the number of rows a command affected.
+public struct PostgresResult: Sendable {
+    public var rows: [PostgresRow]
+    public var affectedRows: Int
+    public var first: PostgresRow? { rows.first }
+}
+
+/// Where PostgreSQL is, from `DATABASE_URL`; the description never shows the password.
+public struct PostgresEndpoint: Sendable, CustomStringConvertible {
+    public var url: String
+    public init(url: String) throws {
+        guard let u = URLComponents(string: url), ["postgres", "postgresql"].contains(u.scheme ?? ""), u.host != nil else {
+            throw ConfigurationError("DATABASE_URL must look like postgres://user:password@host:port/db")
+        }
+        self.url = url
+    }
+    public var description: String {
+        guard let u = URLComponents(string: url) else { return "postgres://?" }
+        return "postgres://\(u.user ?? "")@\(u.host ?? ""):\(u.port ?? 5432)\(u.path)"
+    }
+}
+
+/// One libpq connection.
+///
+/// `@unchecked Sendable`: a `PGconn` is not thread-safe; the pool leases a connection to exactly
+/// one closure on one pool thread at a time and never lets it escape (`PostgresClient.withConnection`).
+public final class PostgresConnection: @unchecked Sendable {
+    private var conn: OpaquePointer?
+
+    init(endpoint: PostgresEndpoint, statementTimeoutMillis: Int, connectTimeoutSeconds: Int = 5) throws {
+        let sep = endpoint.url.contains("?") ? "&" : "?"
+        let url = endpoint.url + "\(sep)connect_timeout=\(connectTimeoutSeconds)&tcp_user_timeout=10000&keepalives_idle=10&application_name=aiim"
+        guard let c = PQconnectdb(url) else {
+            throw PostgresError(sqlState: nil, description: "cannot allocate PGconn", isConnectionError: true)
+        }
+        if PQstatus(c) != CONNECTION_OK {
+            let msg = String(cString: PQerrorMessage(c)).trimmingCharacters(in: .whitespacesAndNewlines)
+            PQfinish(c)
+            throw PostgresError(sqlState: nil, description: "connect \(endpoint): \(msg)", isConnectionError: true)
+        }
+        conn = c
+        do {
+            _ = try execute("SET statement_timeout = \(statementTimeoutMillis); SET TimeZone = 'UTC'; SET DateStyle = 'ISO'")
+        } catch {
+            close()
+            throw error
+        }
+    }
+
+    deinit { assert(conn == nil, "PostgresConnection dropped without close()") }
+
+    public func close() {
+        if let c = conn { PQfinish(c) }
+        conn = nil
+    }
+
+    /// Unusable: the pool drops it and opens a new one next time.
+    public var isBroken: Bool {
+        guard let c = conn else { return true }
+        return PQstatus(c) != CONNECTION_OK
+    }
+
+    /// A parameterised statement (`$1`, `$2`, …). Values are bound, never interpolated.
+    @discardableResult
+    public func query(_ sql: String, _ params: [any PostgresEncodable] = []) throws -> PostgresResult {
+        guard let c = conn else { throw PostgresError(sqlState: nil, description: "connection closed", isConnectionError: true) }
+        let texts: [String?] = params.map { $0.postgresText }
+        var cStrings: [UnsafeMutablePointer<CChar>?] = texts.map { $0.map { strdup($0)! } }
+        defer { cStrings.forEach { free($0) } }
+        let res: OpaquePointer? = cStrings.withUnsafeMutableBufferPointer { buf in
+            buf.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: max(1, buf.count)) { p in
+                PQexecParams(c, sql, Int32(texts.count), nil, texts.isEmpty ? nil : p, nil, nil, 0)
+            }
+        }
+        return try Self.consume(res, conn: c)
+    }
+
+    /// Runs SQL text that may hold several statements and no parameters (migrations, SET).
+    @discardableResult
+    public func execute(_ sql: String) throws -> PostgresResult {
+        guard let c = conn else { throw PostgresError(sqlState: nil, description: "connection closed", isConnectionError: true) }
+        return try Self.consume(PQexec(c, sql), conn: c)
+    }
+
+    private static func consume(_ res: OpaquePointer?, conn c: OpaquePointer) throws -> PostgresResult {
+        guard let res else {
+            throw PostgresError(sqlState: nil, description: String(cString: PQerrorMessage(c)), isConnectionError: true)
+        }
+        defer { PQclear(res) }
+        let status = PQresultStatus(res)
+        switch status {
+        case PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
+            let n = Int(PQntuples(res)), f = Int(PQnfields(res))
+            var columns: [String: Int] = [:]
+            for j in 0..<f { columns[String(cString: PQfname(res, Int32(j)))] = j }
+            var rows: [PostgresRow] = []
+            rows.reserveCapacity(n)
+            for i in 0..<n {
+                var vals: [String?] = []
+                vals.reserveCapacity(f)
+                for j in 0..<f {
+                    if PQgetisnull(res, Int32(i), Int32(j)) == 1 { vals.append(nil) }
+                    else { vals.append(String(cString: PQgetvalue(res, Int32(i), Int32(j)))) }
+                }
+                rows.append(PostgresRow(columns: columns, values: vals))
+            }
+            let affected = Int(String(cString: PQcmdTuples(res))) ?? 0
+            return PostgresResult(rows: rows, affectedRows: affected)
+        default:
+            let state = PQresultErrorField(res, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+            let msg = String(cString: PQresultErrorMessage(res)).trimmingCharacters(in: .whitespacesAndNewlines)
+            let broken = PQstatus(c) != CONNECTION_OK || state == nil || state!.hasPrefix("08") || state == "57P01"
+            throw PostgresError(sqlState: state, description: msg, isConnectionError: broken)
+        }
+    }
+}

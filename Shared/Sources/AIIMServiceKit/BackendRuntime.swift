@@ -1,0 +1,103 @@
+import AIIMPostgres
+import AIIMRedis
+import AIIMShared
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+import UnixSignals
+
+/// The parts every backend service (messaging, media, calls) runs: Redis and PostgreSQL pools,
+/// readiness monitoring, the observability HTTP server, migrations and the command consumer.
+public struct BackendRuntime: Sendable {
+    public let config: CommonConfiguration
+    public let logger: Logger
+    public let redis: RedisClient
+    public let postgres: PostgresClient
+    public let readiness: Readiness
+    public let registry: PrometheusCollectorRegistry
+    public var origin: String { "\(config.service.rawValue)/\(config.instanceID)" }
+
+    public init(config: CommonConfiguration, registry: PrometheusCollectorRegistry, extraReadiness: [String] = []) throws {
+        self.config = config
+        self.registry = registry
+        var logger = Logger(label: "aiim.\(config.service.rawValue)")
+        logger.logLevel = Logger.Level(rawValue: config.logLevel) ?? .info
+        self.logger = logger
+        redis = try RedisClient(url: config.redisURL, poolSize: config.redisPoolSize, logger: logger)
+        guard let dbURL = config.databaseURL else { throw ConfigurationError("DATABASE_URL is required") }
+        postgres = try PostgresClient(url: dbURL, poolSize: config.databasePoolSize,
+                                      statementTimeoutMillis: config.queryTimeoutMillis, logger: logger)
+        readiness = Readiness(components: ["redis", "database", "migrations"] + extraReadiness)
+    }
+
+    /// Publishes a delivery event for devices on the shared events stream.
+    public func publish(_ event: DeliveryEvent) async throws {
+        let env = try Envelope.make(type: DeliveryEvent.type, payload: event, origin: origin)
+        try await redis.xadd(StreamNames.events, maxLen: config.streamMaxLength, envelope: env)
+    }
+
+    /// The services to run, in start order (shutdown runs in reverse: the consumer drains first,
+    /// then the HTTP server and monitor stop).
+    public func services(
+        handler: @escaping CommandHandler, extraChecks: [(String, DependencyMonitor.Check)] = [],
+        extraServices: [any Service] = []
+    ) -> [any Service] {
+        let router = Router()
+        ObservabilityRoutes.add(to: router, service: config.service.rawValue, instance: config.instanceID,
+                                readiness: readiness, registry: registry)
+        let http = Application(
+            router: router,
+            configuration: .init(address: .hostname(config.httpHost, port: config.httpPort),
+                                 serverName: "aiim-\(config.service.rawValue)"),
+            logger: logger)
+        let base: [(String, DependencyMonitor.Check)] = [
+            ("redis", { [redis] in try await redis.ping() }),
+            ("database", { [postgres] in try await postgres.ping() }),
+        ]
+        let monitor = DependencyMonitor(readiness: readiness, checks: base + extraChecks, logger: logger)
+        let consumer = StreamConsumer(
+            redis: redis, settings: ConsumerSettings(service: config.service, config: config), origin: origin,
+            readiness: readiness, logger: logger, handler: handler)
+        let migrateThenConsume = MigrateThenRun(runtime: self, next: consumer)
+        return [monitor, http] + extraServices + [migrateThenConsume]
+    }
+
+    /// Applies the bundled migrations, retrying with backoff until PostgreSQL is reachable.
+    public func migrate() async throws {
+        var backoff = Backoff(base: .milliseconds(200), cap: .seconds(5))
+        let migrations = try Migrator.bundled()
+        while true {
+            do {
+                try await Migrator.run(migrations, on: postgres, logger: logger)
+                readiness.set("migrations", down: nil)
+                return
+            } catch let e as ConfigurationError {
+                throw e
+            } catch {
+                readiness.set("migrations", down: "migrations not applied yet")
+                logger.warning("cannot migrate yet; retrying", metadata: ["error": "\(error)"])
+                if Task.isShuttingDownGracefully || Task.isCancelled { throw CancellationError() }
+                try? await Task.sleep(for: backoff.next())
+            }
+        }
+    }
+
+    public func shutdown() async {
+        await redis.shutdown()
+        await postgres.shutdown()
+    }
+}
+
+/// Runs migrations before the command consumer starts taking work.
+struct MigrateThenRun: Service {
+    let runtime: BackendRuntime
+    let next: any Service
+    func run() async throws {
+        try await runtime.migrate()
+        try await next.run()
+    }
+}
+

@@ -1,0 +1,104 @@
+import Foundation
+
+/// Reads typed settings from the process environment. Bad values are reported as
+/// `ConfigurationError` with the variable name, never with a secret's value.
+public struct Environment: Sendable {
+    public var values: [String: String]
+
+    public init(_ values: [String: String] = ProcessInfo.processInfo.environment) {
+        self.values = values
+    }
+
+    public func string(_ key: String, default def: String? = nil) -> String? {
+        if let v = values[key]?.trimmingCharacters(in: .whitespaces), !v.isEmpty { return v }
+        return def
+    }
+
+    public func require(_ key: String) throws -> String {
+        guard let v = string(key) else { throw ConfigurationError("\(key) is required") }
+        return v
+    }
+
+    public func int(_ key: String, default def: Int) throws -> Int {
+        guard let s = string(key) else { return def }
+        guard let v = Int(s) else { throw ConfigurationError("\(key) must be an integer") }
+        return v
+    }
+
+    public func double(_ key: String, default def: Double) throws -> Double {
+        guard let s = string(key) else { return def }
+        guard let v = Double(s) else { throw ConfigurationError("\(key) must be a number") }
+        return v
+    }
+
+    public func bool(_ key: String, default def: Bool) throws -> Bool {
+        guard let s = string(key)?.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "\"'")) else { return def }
+        switch s {
+        case "1", "true", "yes", "on": return true
+        case "0", "false", "no", "off": return false
+        default: throw ConfigurationError("\(key) must be true or false")
+        }
+    }
+
+    public func list(_ key: String) -> [String] {
+        (string(key) ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
+    }
+}
+
+/// A configuration problem found at start-up; the service refuses to start with this message.
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+/// Settings every service reads.
+public struct CommonConfiguration: Sendable {
+    /// `SERVICE_NAME`-independent: which service this process is.
+    public var service: ServiceName
+    /// `INSTANCE_ID`: unique per process; names its reply stream and consumer. Default `<service>-<host>-<pid>`.
+    public var instanceID: String
+    /// `REDIS_URL`: `redis://[:password@]host:port[/db]` (required).
+    public var redisURL: String
+    /// `DATABASE_URL`: `postgres://user:password@host:port/db` (required except for the gateway).
+    public var databaseURL: String?
+    /// `HTTP_HOST` / `HTTP_PORT`: where `/health`, `/ready`, `/metrics` (and the gateway API) listen.
+    public var httpHost: String
+    public var httpPort: Int
+    /// `LOG_LEVEL`: trace, debug, info, notice, warning, error, critical. Default info.
+    public var logLevel: String
+    /// `REDIS_POOL_SIZE`: connections (and threads) for ordinary Redis commands. Default 8.
+    public var redisPoolSize: Int
+    /// `DB_POOL_SIZE` (alias `CONNECTION_POOL_SIZE`): PostgreSQL connections. Default 10.
+    public var databasePoolSize: Int
+    /// `QUERY_TIMEOUT`: statement_timeout in milliseconds for every query. Default 5000.
+    public var queryTimeoutMillis: Int
+    /// `STREAM_MAXLEN`: approximate cap of every stream (`XADD MAXLEN ~`). Default 100000.
+    public var streamMaxLength: Int
+    /// `CONSUMER_CONCURRENCY`: commands a replica handles at once. Default 64.
+    public var consumerConcurrency: Int
+    /// `MAX_ATTEMPTS`: deliveries of one command before it goes to the dead-letter stream. Default 5.
+    public var maxAttempts: Int
+    /// `RECLAIM_IDLE_MS`: a pending command idle this long belongs to a dead consumer and is reclaimed. Default 15000.
+    public var reclaimIdleMillis: Int
+
+    public init(service: ServiceName, env: Environment = Environment(), requireDatabase: Bool) throws {
+        self.service = service
+        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
+        instanceID = env.string("INSTANCE_ID") ?? "\(service.rawValue)-\(host)-\(getpid())"
+        redisURL = try env.require("REDIS_URL")
+        databaseURL = env.string("DATABASE_URL")
+        if requireDatabase && databaseURL == nil { throw ConfigurationError("DATABASE_URL is required") }
+        httpHost = env.string("HTTP_HOST", default: "0.0.0.0")!
+        httpPort = try env.int("HTTP_PORT", default: 8080)
+        logLevel = env.string("LOG_LEVEL", default: "info")!.lowercased()
+        redisPoolSize = try env.int("REDIS_POOL_SIZE", default: 8)
+        databasePoolSize = try env.int("DB_POOL_SIZE", default: env.int("CONNECTION_POOL_SIZE", default: 10))
+        queryTimeoutMillis = try env.int("QUERY_TIMEOUT", default: 5000)
+        streamMaxLength = try env.int("STREAM_MAXLEN", default: 100_000)
+        consumerConcurrency = try env.int("CONSUMER_CONCURRENCY", default: 64)
+        maxAttempts = try env.int("MAX_ATTEMPTS", default: 5)
+        reclaimIdleMillis = try env.int("RECLAIM_IDLE_MS", default: 15_000)
+        guard (1...65535).contains(httpPort) else { throw ConfigurationError("HTTP_PORT must be 1...65535") }
+    }
+}

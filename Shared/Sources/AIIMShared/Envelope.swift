@@ -1,0 +1,169 @@
+import Foundation
+
+/// The services of AIIM, which name their command streams.
+public enum ServiceName: String, Codable, Sendable, CaseIterable {
+    case gateway, messaging, media, calls
+}
+
+/// Every Redis stream name lives here.
+public enum StreamNames {
+    /// Commands for one service; all its replicas read it through one consumer group.
+    public static func commands(_ service: ServiceName) -> String { "aiim:cmd:\(service.rawValue)" }
+    /// Replies addressed to one gateway instance (read only by it).
+    public static func replies(instance: String) -> String { "aiim:reply:\(instance)" }
+    /// Events for connected devices; every gateway reads all of it and delivers to local sockets.
+    public static let events = "aiim:events"
+    /// Entries that could not be processed after `maxAttempts`, or could not be decoded at all.
+    public static let deadLetter = "aiim:dlq"
+    /// Consumer group of a service on its command stream.
+    public static func group(_ service: ServiceName) -> String { service.rawValue }
+}
+
+/// The header of every stream entry. Stored as field `h` (JSON) next to the payload field `p`,
+/// so a consumer can route on `type`/`version` before decoding the payload it expects.
+public struct EnvelopeHeader: Codable, Sendable, Equatable {
+    /// What the entry is, e.g. `messaging.send` or `reply`.
+    public var type: String
+    /// Unique id of this entry (UUID).
+    public var id: String
+    /// Protocol version; consumers reject versions they do not know.
+    public var version: Int
+    /// Creation time, milliseconds since the epoch.
+    public var timestamp: Int64
+    /// 1 on the first send; a producer's retry increments it.
+    public var attempt: Int
+    /// Stream that wants the reply, if any.
+    public var replyTo: String?
+    /// On replies: the `id` of the request answered.
+    public var correlationId: String?
+    /// Milliseconds since the epoch after which the requester no longer waits.
+    public var deadline: Int64?
+    /// W3C `traceparent` of the request.
+    public var traceparent: String
+    /// On replies that failed: the error (payload is then empty).
+    public var error: AIIMError?
+    /// `service/instance` that wrote the entry.
+    public var origin: String?
+
+    enum CodingKeys: String, CodingKey {
+        case type = "t", id, version = "v", timestamp = "ts", attempt = "at", replyTo = "rt"
+        case correlationId = "cid", deadline = "dl", traceparent = "tp", error = "err", origin = "o"
+    }
+
+    public static let currentVersion = 1
+
+    public init(type: String, id: String, version: Int, timestamp: Int64, attempt: Int, replyTo: String?,
+                correlationId: String?, deadline: Int64?, traceparent: String, error: AIIMError?, origin: String?) {
+        self.type = type; self.id = id; self.version = version; self.timestamp = timestamp; self.attempt = attempt
+        self.replyTo = replyTo; self.correlationId = correlationId; self.deadline = deadline
+        self.traceparent = traceparent; self.error = error; self.origin = origin
+    }
+}
+
+/// One stream entry: a header and a JSON payload.
+public struct Envelope: Sendable {
+    public var header: EnvelopeHeader
+    public var payload: [UInt8]
+
+    public init(header: EnvelopeHeader, payload: [UInt8]) {
+        self.header = header
+        self.payload = payload
+    }
+
+    /// A new envelope under the current trace (or a new root trace).
+    public static func make(
+        type: String, payload: some Encodable, replyTo: String? = nil, deadline: Int64? = nil,
+        correlationId: String? = nil, trace: Trace? = nil, origin: String? = nil
+    ) throws -> Envelope {
+        let t = trace ?? Trace.current ?? Trace.root()
+        let header = EnvelopeHeader(
+            type: type, id: UUID().uuidString.lowercased(), version: EnvelopeHeader.currentVersion,
+            timestamp: Timestamp.nowMillis(), attempt: 1, replyTo: replyTo,
+            correlationId: correlationId, deadline: deadline, traceparent: t.traceparent,
+            error: nil, origin: origin)
+        return Envelope(header: header, payload: Array(try JSONCoding.encoder.encode(payload)))
+    }
+
+    /// Stream fields for XADD.
+    public var fields: [(String, [UInt8])] {
+        let h = (try? JSONCoding.encoder.encode(header)) ?? Data()
+        return [("h", Array(h)), ("p", payload)]
+    }
+
+    /// Parses stream fields; throws `unknownType`/`unsupportedVersion`/`badRequest` for entries
+    /// that must go to the dead-letter stream.
+    public init(fields: [String: [UInt8]]) throws {
+        guard let h = fields["h"] else { throw AIIMError(.badRequest, "entry has no header") }
+        let header: EnvelopeHeader
+        do { header = try JSONCoding.decoder.decode(EnvelopeHeader.self, from: Data(h)) } catch {
+            throw AIIMError(.badRequest, "entry header is not valid JSON")
+        }
+        guard header.version == EnvelopeHeader.currentVersion else {
+            throw AIIMError(.unsupportedVersion, "unsupported envelope version \(header.version)")
+        }
+        self.init(header: header, payload: fields["p"] ?? [])
+    }
+
+    public func decode<P: Decodable>(_ type: P.Type = P.self) throws -> P {
+        do { return try JSONCoding.decoder.decode(P.self, from: Data(payload)) } catch {
+            throw AIIMError(.badRequest, "payload of \(header.type) does not match its schema")
+        }
+    }
+
+    /// The trace this entry belongs to (a child span for this hop).
+    public var trace: Trace { (Trace(traceparent: header.traceparent) ?? Trace.root()).child() }
+}
+
+/// A command one service sends another and the reply it gets back.
+public protocol BusCommand: Codable, Sendable {
+    associatedtype Response: Codable & Sendable
+    /// Envelope `type`, e.g. `messaging.send`.
+    static var type: String { get }
+    /// The service that handles it.
+    static var service: ServiceName { get }
+}
+
+/// The empty reply.
+public struct Empty: Codable, Sendable, Equatable { public init() {} }
+
+/// Health of the bus itself: answered by any replica of a service.
+public struct PingCommand: BusCommand {
+    public typealias Response = Pong
+    public static let type = "ping"
+    public static let service = ServiceName.messaging
+    public var note: String?
+    public init(note: String? = nil) { self.note = note }
+}
+
+public struct Pong: Codable, Sendable {
+    public var service: String
+    public var instance: String
+    public var note: String?
+    public init(service: String, instance: String, note: String?) {
+        self.service = service; self.instance = instance; self.note = note
+    }
+}
+
+/// What a service publishes for devices: a frame to deliver to every device of `recipients`.
+/// When `conversationId` and `seq` are set the gateway delivers in `seq` order without gaps.
+public struct DeliveryEvent: Codable, Sendable {
+    public var recipients: [String]
+    public var conversationId: String?
+    public var seq: Int64?
+    /// The JSON frame the device receives.
+    public var frame: JSONValue
+    /// Deliver to every device of these users except the one connection that caused it.
+    public var excludeConnection: String?
+
+    enum CodingKeys: String, CodingKey {
+        case recipients = "r", conversationId = "c", seq = "s", frame = "f", excludeConnection = "x"
+    }
+
+    public init(recipients: [String], conversationId: String? = nil, seq: Int64? = nil,
+                frame: JSONValue, excludeConnection: String? = nil) {
+        self.recipients = recipients; self.conversationId = conversationId; self.seq = seq
+        self.frame = frame; self.excludeConnection = excludeConnection
+    }
+
+    public static let type = "deliver"
+}

@@ -1,0 +1,32 @@
+import Foundation
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+import UnixSignals
+
+/// Bootstraps process-wide logging and metrics; call once from `main`.
+public enum ProcessBootstrap {
+    public static func run(service: ServiceName, config: CommonConfiguration) -> PrometheusCollectorRegistry {
+        JSONLogHandler.bootstrap(service: service.rawValue, instance: config.instanceID, level: config.logLevel)
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        return registry
+    }
+}
+
+/// Runs a service group until SIGTERM/SIGINT, draining within `maximumGracefulShutdownDuration`.
+public enum ServiceMain {
+    public static func run(_ services: [any Service], logger: Logger, drain: Duration = .seconds(20)) async throws {
+        var configuration = ServiceGroupConfiguration(
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        configuration.maximumGracefulShutdownDuration = drain
+        try await ServiceGroup(configuration: configuration).run()
+    }
+
+    /// Prints a configuration error and exits with EX_CONFIG (78): the service refuses to start.
+    public static func refuse(_ program: String, _ error: any Error) -> Never {
+        FileHandle.standardError.write(Data("\(program): refusing to start: \(error)\n".utf8))
+        exit(78)
+    }
+}

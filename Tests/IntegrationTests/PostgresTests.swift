@@ -1,0 +1,118 @@
+import AIIMPostgres
+import AIIMShared
+import Foundation
+import NIOConcurrencyHelpers
+import Testing
+
+/// The libpq client and migration runner against a real PostgreSQL.
+@Suite(.serialized) struct PostgresTests {
+    init() { TestLog.bootstrap() }
+
+    @Test func parameterisedQueriesDecodeTypedRows() async throws {
+        let pg = try PostgresClient(url: try TestEnv.databaseURL(), poolSize: 2, logger: TestLog.logger)
+        let evil = "x'); DROP TABLE nothing; --"
+        let row = try #require(try await pg.query(
+            "SELECT $1::text AS s, $2::bigint AS n, $3::bool AS b, $4::jsonb AS j, now() AS t",
+            [evil, Int64(42), true, JSONValue.object(["k": .array([.number(1), .null])])]).first)
+        #expect(try row.decode("s", as: String.self) == evil)
+        #expect(try row.decode("n", as: Int64.self) == 42)
+        #expect(try row.decode("b", as: Bool.self))
+        #expect(try row.decode("j", as: JSONValue.self)["k"] == .array([.number(1), .null]))
+        let t = try row.decode("t", as: Date.self)
+        #expect(abs(t.timeIntervalSinceNow) < 60)
+        await pg.shutdown()
+    }
+
+    @Test func errorsCarrySQLStateAndTransactionsRollBack() async throws {
+        let schema = uniqueName("tx")
+        let pg = try PostgresClient(url: try await TestEnv.isolatedDatabaseURL(schema: schema), poolSize: 2, logger: TestLog.logger)
+        try await pg.query("CREATE TABLE t (id int PRIMARY KEY)")
+        do {
+            _ = try await pg.withTransaction { conn in
+                try conn.query("INSERT INTO t VALUES ($1)", [1])
+                try conn.query("INSERT INTO t VALUES ($1)", [1])
+            }
+            Issue.record("duplicate insert succeeded")
+        } catch let e as PostgresError {
+            #expect(e.isUniqueViolation)
+        }
+        #expect(try await pg.query("SELECT count(*) AS c FROM t").first?.decode("c", as: Int.self) == 0)
+        await pg.shutdown()
+    }
+
+    @Test func statementTimeoutBoundsEveryQuery() async throws {
+        let pg = try PostgresClient(url: try TestEnv.databaseURL(), poolSize: 1, statementTimeoutMillis: 200, logger: TestLog.logger)
+        let start = ContinuousClock.now
+        do {
+            try await pg.query("SELECT pg_sleep(5)")
+            Issue.record("pg_sleep(5) was not cancelled")
+        } catch let e as PostgresError {
+            #expect(e.isStatementTimeout)
+        }
+        #expect(ContinuousClock.now - start < .seconds(2))
+        await pg.shutdown()
+    }
+
+    @Test func migrationsApplyOnceWhenTwoProcessesRace() async throws {
+        let url = try await TestEnv.isolatedDatabaseURL(schema: uniqueName("mig"))
+        // Not idempotent on purpose: applying twice would fail.
+        let migrations = [
+            Migration(version: 1, name: "one", sql: "CREATE TABLE a (id int); SELECT pg_sleep(0.3);"),
+            Migration(version: 2, name: "two", sql: "CREATE TABLE b (id int); INSERT INTO b VALUES (1);"),
+        ]
+        let p1 = try PostgresClient(url: url, poolSize: 1, logger: TestLog.logger)
+        let p2 = try PostgresClient(url: url, poolSize: 1, logger: TestLog.logger)
+        async let r1 = Migrator.run(migrations, on: p1, logger: TestLog.logger)
+        async let r2 = Migrator.run(migrations, on: p2, logger: TestLog.logger)
+        let (a, b) = try await (r1, r2)
+        #expect((a + b).sorted() == [1, 2])
+        #expect(try await p1.query("SELECT count(*) AS c FROM schema_migrations").first?.decode("c", as: Int.self) == 2)
+        #expect(try await p1.query("SELECT count(*) AS c FROM b").first?.decode("c", as: Int.self) == 1)
+        // A third start applies nothing.
+        #expect(try await Migrator.run(migrations, on: p1, logger: TestLog.logger).isEmpty)
+        // Editing an applied migration is refused.
+        var edited = migrations
+        edited[1].sql += " -- changed"
+        await #expect(throws: ConfigurationError.self) { try await Migrator.run(edited, on: p2, logger: TestLog.logger) }
+        await p1.shutdown()
+        await p2.shutdown()
+    }
+
+    @Test func bundledMigrationsApply() async throws {
+        let url = try await TestEnv.isolatedDatabaseURL(schema: uniqueName("bundled"))
+        let pg = try PostgresClient(url: url, poolSize: 1, logger: TestLog.logger)
+        let bundled = try Migrator.bundled()
+        #expect(!bundled.isEmpty)
+        let applied = try await Migrator.run(bundled, on: pg, logger: TestLog.logger)
+        #expect(applied == bundled.map(\.version))
+        await pg.shutdown()
+    }
+
+    @Test func poolSurvivesAPostgresRestart() async throws {
+        let pgctl = try TestEnv.value("AIIM_TEST_PGCTL")
+        let pg = try PostgresClient(url: try TestEnv.databaseURL(), poolSize: 3, logger: TestLog.logger)
+        // Fill the pool with open connections.
+        try await withThrowingTaskGroup(of: Void.self) { g in
+            for _ in 0..<3 { g.addTask { try await pg.query("SELECT pg_sleep(0.05)") } }
+            try await g.waitForAll()
+        }
+        try shell(pgctl + " restart")
+        let failures = NIOLockedValueBox(0)
+        let recovered = try await eventually(timeout: .seconds(20)) {
+            do { try await pg.query("SELECT 1"); return true } catch { failures.withLockedValue { $0 += 1 }; return false }
+        }
+        #expect(recovered)
+        // Each stale connection fails at most once; then the pool reconnects.
+        #expect(failures.withLockedValue { $0 } <= 3)
+        await pg.shutdown()
+    }
+}
+
+func shell(_ command: String) throws {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/bash")
+    p.arguments = ["-c", command]
+    try p.run()
+    p.waitUntilExit()
+    if p.terminationStatus != 0 { throw AIIMError(.internalError, "`\(command)` exited \(p.terminationStatus)") }
+}
