@@ -112,6 +112,10 @@ let package = Package(
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Services/Gateway/Sources/GatewayCore", swiftSettings: swiftSettings
@@ -179,6 +183,11 @@ let package = Package(
             name: "MediaTests", dependencies: ["AIIMS3", .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log")],
             path: "Tests/MediaTests", resources: [.copy("Vectors")], swiftSettings: swiftSettings
         ),
+        .testTarget(
+            name: "CallsTests",
+            dependencies: ["CallsCore", "AIIMShared", .product(name: "Crypto", package: "swift-crypto")],
+            path: "Tests/CallsTests", swiftSettings: swiftSettings
+        ),
         /// Needs the servers that `deploy/local/test` starts (Redis, PostgreSQL, S3, coturn).
         .testTarget(
             name: "IntegrationTests",
@@ -186,6 +195,11 @@ let package = Package(
                            "MediaCore", "CallsCore",
                            .product(name: "HummingbirdTesting", package: "hummingbird"),
                            .product(name: "HTTPTypes", package: "swift-http-types"),
+                           .product(name: "NIOWebSocket", package: "swift-nio"),
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                           .product(name: "Prometheus", package: "swift-prometheus"),
                            .product(name: "HummingbirdWSClient", package: "hummingbird-websocket")],
             path: "Tests/IntegrationTests", swiftSettings: swiftSettings
         ),

@@ -87,6 +87,11 @@ import Testing
         #expect(applied == bundled.map(\.version))
         await pg.shutdown()
     }
+}
+
+/// Tests that restart a server; `deploy/local/test` runs them alone, after everything else.
+@Suite(.serialized) struct DisruptiveTests {
+    init() { TestLog.bootstrap() }
 
     @Test func poolSurvivesAPostgresRestart() async throws {
         let pgctl = try TestEnv.value("AIIM_TEST_PGCTL")
@@ -96,7 +101,7 @@ import Testing
             for _ in 0..<3 { g.addTask { try await pg.query("SELECT pg_sleep(0.05)") } }
             try await g.waitForAll()
         }
-        try shell(pgctl + " restart")
+        try await shell(pgctl + " restart")
         let failures = NIOLockedValueBox(0)
         let recovered = try await eventually(timeout: .seconds(20)) {
             do { try await pg.query("SELECT 1"); return true } catch { failures.withLockedValue { $0 += 1 }; return false }
@@ -108,11 +113,14 @@ import Testing
     }
 }
 
-func shell(_ command: String) throws {
+/// Runs a shell command without blocking a cooperative thread (there are only as many as cores).
+func shell(_ command: String) async throws {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/bin/bash")
     p.arguments = ["-c", command]
-    try p.run()
-    p.waitUntilExit()
-    if p.terminationStatus != 0 { throw AIIMError(.internalError, "`\(command)` exited \(p.terminationStatus)") }
+    let status: Int32 = try await withCheckedThrowingContinuation { cont in
+        p.terminationHandler = { cont.resume(returning: $0.terminationStatus) }
+        do { try p.run() } catch { cont.resume(throwing: error) }
+    }
+    if status != 0 { throw AIIMError(.internalError, "`\(command)` exited \(status)") }
 }

@@ -200,7 +200,7 @@ import Testing
         server.arguments = ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir.path]
         server.standardOutput = FileHandle.nullDevice
         try server.run()
-        defer { server.terminate(); server.waitUntilExit() }
+        defer { server.terminate() }
         let up = try await eventually(timeout: .seconds(10)) {
             await monitor.checkAll()
             return readiness.report().ready

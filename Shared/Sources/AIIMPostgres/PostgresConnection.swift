@@ -143,7 +143,7 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         conn = c
         do {
-            _ = try execute("SET statement_timeout = \(statementTimeoutMillis); SET TimeZone = 'UTC'; SET DateStyle = 'ISO'")
+            _ = try execute("SET statement_timeout = \(statementTimeoutMillis); SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET client_min_messages = warning")
         } catch {
             close()
             throw error

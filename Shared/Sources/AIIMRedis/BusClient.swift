@@ -28,7 +28,7 @@ public final class BusClient: Service, Sendable {
         let deadline = Timestamp.nowMillis() + Int64(timeout.components.seconds * 1000)
             + Int64(timeout.components.attoseconds / 1_000_000_000_000_000)
         let env = try Envelope.make(type: C.type, payload: command, replyTo: replyStream, deadline: deadline,
-                                    origin: "gateway/\(instance)")
+                                    origin: instance)
         let id = env.header.id
         let start = ContinuousClock.now
         let reply: Envelope = try await withTaskCancellationHandler {
@@ -58,7 +58,7 @@ public final class BusClient: Service, Sendable {
 
     /// Posts a command without waiting for a reply.
     public func send<C: BusCommand>(_ command: C) async throws {
-        let env = try Envelope.make(type: C.type, payload: command, origin: "gateway/\(instance)")
+        let env = try Envelope.make(type: C.type, payload: command, origin: instance)
         try await redis.xadd(StreamNames.commands(C.service), maxLen: maxLength, envelope: env)
     }
 

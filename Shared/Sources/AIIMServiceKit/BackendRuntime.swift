@@ -17,6 +17,8 @@ public struct BackendRuntime: Sendable {
     public let redis: RedisClient
     public let postgres: PostgresClient
     public let readiness: Readiness
+    /// For commands this service sends to another one (e.g. calls → messaging).
+    public let bus: BusClient
     public let registry: PrometheusCollectorRegistry
     public var origin: String { "\(config.service.rawValue)/\(config.instanceID)" }
 
@@ -31,6 +33,7 @@ public struct BackendRuntime: Sendable {
         postgres = try PostgresClient(url: dbURL, poolSize: config.databasePoolSize,
                                       statementTimeoutMillis: config.queryTimeoutMillis, logger: logger)
         readiness = Readiness(components: ["redis", "database", "migrations"] + extraReadiness)
+        bus = BusClient(redis: redis, instance: config.instanceID, maxLength: config.streamMaxLength, logger: logger)
     }
 
     /// Publishes a delivery event for devices on the shared events stream.
@@ -62,7 +65,7 @@ public struct BackendRuntime: Sendable {
             redis: redis, settings: ConsumerSettings(service: config.service, config: config), origin: origin,
             readiness: readiness, logger: logger, handler: handler)
         let migrateThenConsume = MigrateThenRun(runtime: self, next: consumer)
-        return [monitor, http] + extraServices + [migrateThenConsume]
+        return [monitor, http, bus] + extraServices + [migrateThenConsume]
     }
 
     /// Applies the bundled migrations, retrying with backoff until PostgreSQL is reachable.

@@ -147,6 +147,8 @@ public struct Pong: Codable, Sendable {
 /// What a service publishes for devices: a frame to deliver to every device of `recipients`.
 /// When `conversationId` and `seq` are set the gateway delivers in `seq` order without gaps.
 public struct DeliveryEvent: Codable, Sendable {
+    /// Tenant of the recipients: user ids are only unique within a tenant.
+    public var tenantID: String
     public var recipients: [String]
     public var conversationId: String?
     public var seq: Int64?
@@ -154,16 +156,32 @@ public struct DeliveryEvent: Codable, Sendable {
     public var frame: JSONValue
     /// Deliver to every device of these users except the one connection that caused it.
     public var excludeConnection: String?
+    /// Membership changed: gateways update which conversations their sockets belong to.
+    public var membership: MembershipChange?
 
     enum CodingKeys: String, CodingKey {
-        case recipients = "r", conversationId = "c", seq = "s", frame = "f", excludeConnection = "x"
+        case tenantID = "t", recipients = "r", conversationId = "c", seq = "s", frame = "f", excludeConnection = "x"
+        case membership = "m"
     }
 
-    public init(recipients: [String], conversationId: String? = nil, seq: Int64? = nil,
-                frame: JSONValue, excludeConnection: String? = nil) {
-        self.recipients = recipients; self.conversationId = conversationId; self.seq = seq
-        self.frame = frame; self.excludeConnection = excludeConnection
+    public init(tenantID: String, recipients: [String], conversationId: String? = nil, seq: Int64? = nil,
+                frame: JSONValue, excludeConnection: String? = nil, membership: MembershipChange? = nil) {
+        self.tenantID = tenantID; self.recipients = recipients; self.conversationId = conversationId; self.seq = seq
+        self.frame = frame; self.excludeConnection = excludeConnection; self.membership = membership
     }
 
     public static let type = "deliver"
+}
+
+/// Users who joined or left a conversation, and its `seq` before the change.
+public struct MembershipChange: Codable, Sendable {
+    public var conversationID: String
+    public var joined: [String]
+    public var left: [String]
+    /// Devices of joining users start delivering after this `seq`.
+    public var seqBefore: Int64
+
+    public init(conversationID: String, joined: [String], left: [String], seqBefore: Int64) {
+        self.conversationID = conversationID; self.joined = joined; self.left = left; self.seqBefore = seqBefore
+    }
 }

@@ -12,6 +12,11 @@ public struct Identity: Sendable, Equatable {
     public init(userID: String, tenantID: String, isBot: Bool) {
         self.userID = userID; self.tenantID = tenantID; self.isBot = isBot
     }
+
+    /// The bus-level actor for this identity (optionally on one WebSocket connection).
+    public func actor(connectionID: String? = nil) -> Actor {
+        Actor(userID: userID, tenantID: tenantID, connectionID: connectionID, isBot: isBot)
+    }
 }
 
 /// Claims of an AIIM user token. `exp` is required; `tenant_id` names the tenant.

@@ -18,6 +18,14 @@ public struct GatewayConfiguration: Sendable {
     /// `ENABLE_CORS` / `ALLOWED_ORIGINS`: CORS for browsers; origins comma-separated, no `*` with credentials.
     public var enableCORS: Bool
     public var allowedOrigins: [String]
+    /// `WS_SEND_QUEUE`: frames queued per socket before it is closed as a slow consumer (4001). Default 1000.
+    public var sendQueueLimit: Int
+    /// `WS_PING_INTERVAL`: seconds between server `ping` frames. Default 20.
+    public var pingIntervalSeconds: Int
+    /// `WS_PING_TIMEOUT`: a socket silent this long (no frame, not even `pong`) is closed (4000). Default 60.
+    public var pingTimeoutSeconds: Int
+    /// `WS_MAX_FRAME_BYTES`: largest accepted WebSocket message; larger ones close with 1009. Default 65536.
+    public var maxFrameBytes: Int
 
     public init(env: Environment = Environment()) throws {
         common = try CommonConfiguration(service: .gateway, env: env, requireDatabase: false)
@@ -38,5 +46,12 @@ public struct GatewayConfiguration: Sendable {
         maxBodyBytes = try env.int("MAX_BODY_BYTES", default: 1 << 20)
         enableCORS = try env.bool("ENABLE_CORS", default: false)
         allowedOrigins = env.list("ALLOWED_ORIGINS")
+        sendQueueLimit = try env.int("WS_SEND_QUEUE", default: 1000)
+        pingIntervalSeconds = try env.int("WS_PING_INTERVAL", default: 20)
+        pingTimeoutSeconds = try env.int("WS_PING_TIMEOUT", default: 60)
+        maxFrameBytes = try env.int("WS_MAX_FRAME_BYTES", default: 64 * 1024)
+        guard sendQueueLimit > 0, pingIntervalSeconds > 0, pingTimeoutSeconds > pingIntervalSeconds, maxFrameBytes >= 1024 else {
+            throw ConfigurationError("WS_* settings are out of range (timeout must exceed interval)")
+        }
     }
 }

@@ -1,3 +1,4 @@
+import AIIMPostgres
 import AIIMRedis
 import AIIMServiceKit
 import AIIMShared
@@ -10,14 +11,19 @@ import ServiceLifecycle
 /// and AI streams in PostgreSQL, and publishes delivery events for the gateways.
 public struct MessagingService: Sendable {
     public let runtime: BackendRuntime
+    /// `STREAM_TIMEOUT_SECONDS`: an AI stream with no chunk for this long is closed as `interrupted`. Default 30.
+    public let streamTimeout: Duration
+    var postgres: PostgresClient { runtime.postgres }
 
-    public init(runtime: BackendRuntime) {
+    public init(runtime: BackendRuntime, streamTimeout: Duration = .seconds(30)) {
         self.runtime = runtime
+        self.streamTimeout = streamTimeout
     }
 
     /// Everything the process runs, in dependency order.
     public func services() -> [any Service] {
-        runtime.services(handler: { env in try await handle(env) })
+        let reaper = StreamReaper(service: self, timeout: streamTimeout, interval: min(.seconds(2), streamTimeout / 2))
+        return runtime.services(handler: { env in try await handle(env) }, extraServices: [reaper])
     }
 
     /// Routes one command by its envelope type.
@@ -27,6 +33,27 @@ public struct MessagingService: Sendable {
             let cmd = try env.decode(PingCommand.self)
             runtime.logger.info("ping", metadata: ["note": "\(cmd.note ?? "")"])
             return try encode(Pong(service: "messaging", instance: runtime.config.instanceID, note: cmd.note))
+        case SendMessage.type: return try encode(try await send(env.decode()))
+        case History.type: return try encode(try await history(env.decode()))
+        case Sync.type: return try encode(try await sync(env.decode()))
+        case OpenSession.type: return try encode(try await openSession(env.decode()))
+        case EditMessage.type: return try encode(try await edit(env.decode()))
+        case DeleteMessage.type: return try encode(try await recall(env.decode()))
+        case PostSystemMessage.type: return try encode(try await postSystem(env.decode()))
+        case CreateConversation.type: return try encode(try await create(env.decode()))
+        case ListConversations.type: return try encode(try await list(env.decode()))
+        case GetConversation.type:
+            let cmd: GetConversation = try env.decode()
+            return try encode(try await conversation(try Validation.id(cmd.conversationID, field: "conversation_id"), actor: cmd.actor))
+        case AddMembers.type: return try encode(try await addMembers(env.decode()))
+        case RemoveMember.type: return try encode(try await removeMember(env.decode()))
+        case MarkReceipt.type: return try encode(try await mark(env.decode()))
+        case GetReceipts.type: return try encode(try await receipts(env.decode()))
+        case StreamChunk.type: return try encode(try await streamChunk(env.decode()))
+        case Typing.type: return try encode(try await typing(env.decode()))
+        case PresenceChanged.type: return try encode(try await presence(env.decode()))
+        case VerifyAPIKey.type: return try encode(try await verifyAPIKey(env.decode()))
+        case CreateAPIKey.type: return try encode(try await createAPIKey(env.decode()))
         default:
             throw AIIMError(.unknownType, "messaging does not handle \(env.header.type)")
         }
@@ -40,5 +67,6 @@ public struct MessagingService: Sendable {
 /// Builds the messaging service from the environment (tests call this too).
 public func buildMessaging(env: Environment = Environment(), registry: PrometheusCollectorRegistry) throws -> MessagingService {
     let config = try CommonConfiguration(service: .messaging, env: env, requireDatabase: true)
-    return MessagingService(runtime: try BackendRuntime(config: config, registry: registry))
+    let timeout = try env.int("STREAM_TIMEOUT_SECONDS", default: 30)
+    return MessagingService(runtime: try BackendRuntime(config: config, registry: registry), streamTimeout: .seconds(timeout))
 }

@@ -50,11 +50,14 @@ CREATE TABLE im_messages (
     deleted_at      timestamptz,
     stream_id       text,
     stream_state    text CHECK (stream_state IN ('streaming', 'completed', 'interrupted')),
+    stream_chunks   integer NOT NULL DEFAULT 0,
+    stream_updated_at timestamptz,
     CONSTRAINT im_messages_conversation_seq UNIQUE (conversation_id, seq)
 );
 CREATE UNIQUE INDEX im_messages_idempotent ON im_messages (conversation_id, sender_id, client_msg_id)
     WHERE client_msg_id IS NOT NULL;
 CREATE UNIQUE INDEX im_messages_stream ON im_messages (stream_id) WHERE stream_id IS NOT NULL;
+CREATE INDEX im_messages_streaming ON im_messages (stream_updated_at) WHERE stream_state = 'streaming';
 
 -- Chunks of an AI answer while it streams; the final message holds the whole text.
 CREATE TABLE ai_stream_chunks (

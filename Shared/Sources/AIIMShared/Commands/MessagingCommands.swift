@@ -319,3 +319,21 @@ public struct CreatedAPIKey: Codable, Sendable {
     public var name: String
     public init(userID: String, name: String) { self.userID = userID; self.name = name }
 }
+
+/// Another service (calls) leaves a `system` message in a conversation, e.g. "call ended, 42 s".
+/// Gets a `seq` and is delivered like any message. Idempotent on `clientMsgID`.
+public struct PostSystemMessage: BusCommand {
+    public typealias Response = MessageDTO
+    public static let type = "message.system"
+    public static let service = ServiceName.messaging
+    public var tenantID: String
+    public var conversationID: String
+    /// Who caused it (shown as `sender_id`).
+    public var senderID: String
+    public var content: JSONValue
+    public var clientMsgID: String
+    public init(tenantID: String, conversationID: String, senderID: String, content: JSONValue, clientMsgID: String) {
+        self.tenantID = tenantID; self.conversationID = conversationID; self.senderID = senderID
+        self.content = content; self.clientMsgID = clientMsgID
+    }
+}

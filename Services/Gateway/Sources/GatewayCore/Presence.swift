@@ -1,0 +1,39 @@
+import AIIMRedis
+import AIIMShared
+import NIOConcurrencyHelpers
+
+/// Online state per user across every gateway: a Redis hash of the user's live connections
+/// (`aiim:presence:<tenant>:<user>`), refreshed by each connection's heartbeat and expiring on
+/// its own if a gateway dies.
+struct PresenceTracker: Sendable {
+    let redis: RedisClient
+    let instance: String
+    static let ttlSeconds = 90
+
+    func key(_ tenant: String, _ user: String) -> String { "aiim:presence:\(tenant):\(user)" }
+
+    /// Records a connection; true when it is the user's first (the user came online).
+    func connected(_ identity: Identity, connectionID: String) async throws -> Bool {
+        let k = key(identity.tenantID, identity.userID)
+        let r = try await redis.pipeline([
+            ["HLEN", k], ["HSET", k, connectionID, instance], ["EXPIRE", k, String(Self.ttlSeconds)],
+        ])
+        return r.first?.int == 0
+    }
+
+    /// Removes a connection; true when no connection of the user is left (the user went offline).
+    func disconnected(_ identity: Identity, connectionID: String) async throws -> Bool {
+        let k = key(identity.tenantID, identity.userID)
+        let r = try await redis.pipeline([["HDEL", k, connectionID], ["HLEN", k]])
+        return r.last?.int == 0
+    }
+
+    func refresh(_ identity: Identity) async throws {
+        try await redis.command(["EXPIRE", key(identity.tenantID, identity.userID), String(Self.ttlSeconds)])
+    }
+
+    func online(_ users: [String], tenant: String) async throws -> [Bool] {
+        let r = try await redis.pipeline(users.map { ["EXISTS", key(tenant, $0)] })
+        return r.map { $0.int == 1 }
+    }
+}

@@ -1,0 +1,229 @@
+import AIIMPostgres
+import AIIMServiceKit
+import AIIMShared
+import Foundation
+
+/// Sending, history, edits, recalls and catch-up.
+extension MessagingService {
+    /// Inserts a message in one statement: the conversation row is locked by the `UPDATE` that
+    /// takes the next `seq`, so `seq` is dense and commit order equals `seq` order per
+    /// conversation. A repeated `(conversation, sender, client_msg_id)` returns the original.
+    func send(_ cmd: SendMessage) async throws -> SendResult {
+        let conversationID = try Validation.id(cmd.conversationID, field: "conversation_id")
+        let clientMsgID = try Validation.id(cmd.clientMsgID, field: "client_msg_id")
+        let replyTo = try Validation.optionalID(cmd.replyTo, field: "reply_to")
+        var content = try Validation.content(cmd.content, type: cmd.kind)
+        let actor = cmd.actor
+
+        if let existing = try await existingMessage(conversationID, actor.userID, clientMsgID) {
+            try await publishCreated(existing.message, tenant: actor.tenantID, members: existing.members, exclude: nil)
+            return SendResult(message: existing.message, duplicate: true)
+        }
+        try await requireMember(actor, conversationID)
+        if let replyTo {
+            let found = try await postgres.query(
+                "SELECT 1 FROM im_messages WHERE message_id = $1 AND conversation_id = $2", [replyTo, conversationID])
+            if found.rows.isEmpty { throw AIIMError.validation("reply_to must be a message of this conversation") }
+        }
+        if cmd.kind == "audio" { content = try await audioContent(content, conversationID: conversationID, actor: actor) }
+        return try await insert(
+            conversationID: conversationID, tenantID: actor.tenantID, senderID: actor.userID, kind: cmd.kind,
+            content: content, replyTo: replyTo, clientMsgID: clientMsgID, exclude: nil)
+    }
+
+    /// An audio message must point at ready media of the same conversation; its duration is
+    /// copied from the media row into the content.
+    func audioContent(_ content: JSONValue, conversationID: String, actor: Actor) async throws -> JSONValue {
+        guard let mediaID = content["media_id"]?.stringValue else { throw AIIMError.validation("audio content needs media_id") }
+        let rows = try await postgres.query(
+            "SELECT duration_ms, content_type, size FROM media WHERE media_id = $1 AND conversation_id = $2 AND tenant_id = $3 AND status = 'ready'",
+            [mediaID, conversationID, actor.tenantID])
+        guard let row = rows.first else {
+            throw AIIMError.validation("media_id must be an uploaded, verified file of this conversation")
+        }
+        var o = content.objectValue ?? [:]
+        if let d: Int = row.optional("duration_ms") { o["duration_ms"] = .number(Double(d)) }
+        if let t: String = row.optional("content_type") { o["content_type"] = .string(t) }
+        if let s: Int64 = row.optional("size") { o["file_size"] = .number(Double(s)) }
+        return .object(o)
+    }
+
+    /// The shared insert path (client messages, system messages, the first chunk of a stream).
+    func insert(
+        conversationID: String, tenantID: String, senderID: String, kind: String, content: JSONValue,
+        replyTo: String?, clientMsgID: String, streamID: String? = nil, exclude: String?
+    ) async throws -> SendResult {
+        let messageID = UUIDs.make()
+        let sql = """
+            WITH c AS (
+                UPDATE conversations SET last_seq = last_seq + 1, updated_at = now()
+                WHERE conversation_id = $1 AND tenant_id = $2
+                  AND ($10 OR EXISTS (SELECT 1 FROM conversation_members WHERE conversation_id = $1 AND user_id = $3))
+                RETURNING last_seq
+            ), i AS (
+                INSERT INTO im_messages (message_id, conversation_id, tenant_id, sender_id, type, content, reply_to,
+                                         client_msg_id, seq, stream_id, stream_state, stream_updated_at)
+                SELECT $4, $1, $2, $3, $5, $6::jsonb, $7, $8, c.last_seq, $9,
+                       CASE WHEN $9::text IS NULL THEN NULL ELSE 'streaming' END,
+                       CASE WHEN $9::text IS NULL THEN NULL ELSE now() END
+                FROM c
+                RETURNING *
+            )
+            SELECT \(Rows.messageColumns("i")),
+                   (SELECT json_agg(user_id) FROM conversation_members WHERE conversation_id = $1) AS members
+            FROM i
+            """
+        do {
+            let rows = try await postgres.query(sql, [
+                conversationID, tenantID, senderID, messageID, kind, content, replyTo, clientMsgID, streamID,
+                kind == "system",
+            ])
+            guard let row = rows.first else { throw AIIMError.forbidden() }
+            let message = try Rows.message(row)
+            let members = Rows.stringList(row, "members")
+            try await publishCreated(message, tenant: tenantID, members: members, exclude: exclude)
+            return SendResult(message: message, duplicate: false)
+        } catch let e as PostgresError where e.isUniqueViolation {
+            // A concurrent retry with the same client_msg_id won; answer with its message.
+            guard let existing = try await existingMessage(conversationID, senderID, clientMsgID) else { throw e }
+            try await publishCreated(existing.message, tenant: tenantID, members: existing.members, exclude: exclude)
+            return SendResult(message: existing.message, duplicate: true)
+        }
+    }
+
+    func existingMessage(_ conversationID: String, _ senderID: String, _ clientMsgID: String) async throws
+        -> (message: MessageDTO, members: [String])?
+    {
+        let rows = try await postgres.query("""
+            SELECT \(Rows.messageColumns()),
+                   (SELECT json_agg(user_id) FROM conversation_members WHERE conversation_id = $1) AS members
+            FROM im_messages WHERE conversation_id = $1 AND sender_id = $2 AND client_msg_id = $3
+            """, [conversationID, senderID, clientMsgID])
+        guard let row = rows.first else { return nil }
+        return (try Rows.message(row), Rows.stringList(row, "members"))
+    }
+
+    /// Publishes `message.created`; gateways deliver it to every device of every member in `seq`
+    /// order (a re-publish after a retry is dropped by the devices' cursors).
+    func publishCreated(_ message: MessageDTO, tenant: String, members: [String], exclude: String?) async throws {
+        let frame = conversationEvent(message.conversationID, "message.created", ["message": try Rows.json(message)])
+        try await runtime.publish(DeliveryEvent(
+            tenantID: tenant, recipients: members, conversationId: message.conversationID, seq: message.seq, frame: frame))
+    }
+
+    func history(_ cmd: History) async throws -> MessagePage {
+        let conversationID = try Validation.id(cmd.conversationID, field: "conversation_id")
+        let limit = try Validation.limit(cmd.limit)
+        try await requireMember(cmd.actor, conversationID)
+        return try await page(conversationID, after: cmd.afterSeq, before: cmd.beforeSeq, limit: limit)
+    }
+
+    func page(_ conversationID: String, after: Int64?, before: Int64?, limit: Int) async throws -> MessagePage {
+        let ascending = after != nil
+        let sql = """
+            SELECT \(Rows.messageColumns()) FROM im_messages
+            WHERE conversation_id = $1 AND ($2::bigint IS NULL OR seq > $2) AND ($3::bigint IS NULL OR seq < $3)
+            ORDER BY seq \(ascending ? "ASC" : "DESC") LIMIT $4
+            """
+        let rows = try await postgres.query(sql, [conversationID, after, before, limit + 1])
+        var messages = try rows.rows.prefix(limit).map { try Rows.message($0) }
+        if !ascending { messages.reverse() }
+        return MessagePage(conversationID: conversationID, messages: messages, hasMore: rows.rows.count > limit)
+    }
+
+    func sync(_ cmd: Sync) async throws -> SyncResult {
+        guard cmd.cursors.count <= 500 else { throw AIIMError.validation("at most 500 conversations per sync") }
+        let limit = try Validation.limit(cmd.limit, default: 100)
+        let ids = try cmd.cursors.keys.sorted().map { try Validation.id($0, field: "conversation_id") }
+        let rows = try await postgres.query("""
+            SELECT conversation_id FROM conversation_members
+            WHERE user_id = $1 AND tenant_id = $2 AND conversation_id = ANY($3::text[])
+            """, [cmd.actor.userID, cmd.actor.tenantID, ids])
+        let allowed = Set(rows.rows.compactMap { $0.optional("conversation_id", as: String.self) })
+        var pages: [MessagePage] = []
+        for id in ids where allowed.contains(id) {
+            pages.append(try await page(id, after: max(0, cmd.cursors[id] ?? 0), before: nil, limit: limit))
+        }
+        return SyncResult(conversations: pages)
+    }
+
+    func openSession(_ cmd: OpenSession) async throws -> SessionState {
+        let rows = try await postgres.query("""
+            SELECT c.conversation_id, c.last_seq FROM conversation_members m
+            JOIN conversations c ON c.conversation_id = m.conversation_id
+            WHERE m.user_id = $1 AND m.tenant_id = $2
+            """, [cmd.actor.userID, cmd.actor.tenantID])
+        var last: [String: Int64] = [:]
+        for r in rows.rows { last[try r.decode("conversation_id")] = try r.decode("last_seq") }
+        return SessionState(lastSeq: last)
+    }
+
+    /// Edits the sender's own message (not recalled, not a system message or stream in progress).
+    func edit(_ cmd: EditMessage) async throws -> MessageDTO {
+        let id = try Validation.id(cmd.messageID, field: "message_id")
+        let current = try await ownMessage(id, actor: cmd.actor)
+        guard current.message.deletedAt == nil else { throw AIIMError(.invalidState, "the message was recalled") }
+        guard current.message.type != "system", current.message.stream?.state != "streaming" else {
+            throw AIIMError(.invalidState, "this message cannot be edited")
+        }
+        let content = try Validation.content(cmd.content, type: current.message.type)
+        let rows = try await postgres.query("""
+            UPDATE im_messages SET content = $2::jsonb, edited_at = now() WHERE message_id = $1
+            RETURNING \(Rows.messageColumns())
+            """, [id, content])
+        let message = try Rows.message(try rows.first.orThrow())
+        try await runtime.publish(DeliveryEvent(
+            tenantID: cmd.actor.tenantID, recipients: current.members, frame: conversationEvent(message.conversationID, "message.updated", ["message": try Rows.json(message)])))
+        return message
+    }
+
+    /// Recalls the sender's own message: the row stays (so `seq` stays dense) with empty content.
+    func recall(_ cmd: DeleteMessage) async throws -> MessageDTO {
+        let id = try Validation.id(cmd.messageID, field: "message_id")
+        let current = try await ownMessage(id, actor: cmd.actor)
+        if current.message.deletedAt != nil { return current.message }
+        let rows = try await postgres.query("""
+            UPDATE im_messages SET content = '{"recalled": true}'::jsonb, deleted_at = now() WHERE message_id = $1
+            RETURNING \(Rows.messageColumns())
+            """, [id])
+        let message = try Rows.message(try rows.first.orThrow())
+        try await runtime.publish(DeliveryEvent(
+            tenantID: cmd.actor.tenantID, recipients: current.members,
+            frame: conversationEvent(message.conversationID, "message.deleted", [
+                "message_id": .string(message.messageID), "seq": .number(Double(message.seq)),
+            ])))
+        return message
+    }
+
+    func ownMessage(_ id: String, actor: Actor) async throws -> (message: MessageDTO, members: [String]) {
+        let rows = try await postgres.query("""
+            SELECT \(Rows.messageColumns("m")),
+                   (SELECT json_agg(user_id) FROM conversation_members WHERE conversation_id = m.conversation_id) AS members
+            FROM im_messages m WHERE m.message_id = $1 AND m.tenant_id = $2
+            """, [id, actor.tenantID])
+        guard let row = rows.first else { throw AIIMError.notFound("no such message") }
+        let members = Rows.stringList(row, "members")
+        guard members.contains(actor.userID) else { throw AIIMError.notFound("no such message") }
+        let message = try Rows.message(row)
+        guard message.senderID == actor.userID else { throw AIIMError.forbidden("only the sender can change a message") }
+        return (message, members)
+    }
+
+    /// A system message written on behalf of another service (calls).
+    func postSystem(_ cmd: PostSystemMessage) async throws -> MessageDTO {
+        if let existing = try await existingMessage(cmd.conversationID, cmd.senderID, cmd.clientMsgID) {
+            return existing.message
+        }
+        return try await insert(
+            conversationID: cmd.conversationID, tenantID: cmd.tenantID, senderID: cmd.senderID, kind: "system",
+            content: cmd.content, replyTo: nil, clientMsgID: cmd.clientMsgID, exclude: nil
+        ).message
+    }
+}
+
+extension Optional {
+    func orThrow(_ error: @autoclosure () -> AIIMError = AIIMError.notFound("not found")) throws -> Wrapped {
+        guard let self else { throw error() }
+        return self
+    }
+}
