@@ -241,11 +241,13 @@ extension Gateway {
             if after != nil { s.replaying.insert(id) }
             if s.cursors[id] == nil { s.cursors[id] = Int64(after ?? Int(conversation.lastSeq)) }
         }
-        connection.send(.object(["type": .string("subscribed"), "conversation_id": .string(id),
-                                 "last_seq": .number(Double(conversation.lastSeq))]))
+        var subscribed: [String: JSONValue] = ["type": "subscribed", "conversation_id": .string(id),
+                                               "last_seq": .number(Double(conversation.lastSeq))]
+        if let rid = frame["request_id"] { subscribed["request_id"] = rid }
+        // Sent before the replay, so the device knows the replay that follows is for this request.
+        connection.send(.object(subscribed))
         guard let after else { return nil }
         var cursor = Int64(after)
-        var replayed: [String] = []
         defer {
             var out: [String] = []
             connection.state.withLockedValue { s in
@@ -261,7 +263,6 @@ extension Gateway {
             for m in page.messages {
                 let text = messageCreatedFrame(m).jsonString()
                 connection.send(text)
-                replayed.append(m.messageID)
                 cursor = m.seq
             }
             if !page.hasMore || page.messages.isEmpty { break }
