@@ -170,7 +170,9 @@ let package = Package(
             name: "aiim-bench",
             dependencies: ["AIIMShared", "AIIMRedis", "GatewayCore",
                            .product(name: "Histogram", package: "hdrhistogram-swift"),
-                           .product(name: "HummingbirdWSClient", package: "hummingbird-websocket")],
+                           .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/Sources/aiim-bench", swiftSettings: swiftSettings
         ),
 
