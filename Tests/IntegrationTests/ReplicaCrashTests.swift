@@ -19,6 +19,7 @@ extension DisruptiveTests {
         env["LOG_LEVEL"] = "warning"
         p.environment = env
         p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
         try p.run()
         return p
     }
@@ -27,7 +28,7 @@ extension DisruptiveTests {
         let portA = freePort(), portB = freePort()
         let a = try Self.startMessagingProcess(port: portA)
         let b = try Self.startMessagingProcess(port: portB)
-        defer { a.terminate(); b.terminate() }
+        defer { kill(a.processIdentifier, SIGKILL); kill(b.processIdentifier, SIGKILL) }
         let stack = try await Stack.start(gateways: 1, messaging: 0, env: ["BUS_TIMEOUT_MS": "3000"])
         defer { Task { await stack.stop() } }  // unstructured: defer cannot await
         for port in [portA, portB] {

@@ -198,9 +198,11 @@ import Testing
         let server = Process()
         server.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
         server.arguments = ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir.path]
+        // No inherited stdout/stderr: a leftover child holding the test runner's pipe would hang `swift test`.
         server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
         try server.run()
-        defer { server.terminate() }
+        defer { kill(server.processIdentifier, SIGKILL) }
         let up = try await eventually(timeout: .seconds(10)) {
             await monitor.checkAll()
             return readiness.report().ready
