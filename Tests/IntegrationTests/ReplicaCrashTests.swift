@@ -5,7 +5,7 @@ import Testing
 
 extension DisruptiveTests {
     /// Starts the built `aiim-messaging` executable (a real process we can SIGKILL).
-    static func startMessagingProcess(port: Int) throws -> Process {
+    static func startMessagingProcess(port: Int, log: URL) throws -> Process {
         let bin = try TestEnv.value("AIIM_TEST_BIN_DIR")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: bin).appendingPathComponent("aiim-messaging")
@@ -18,28 +18,34 @@ extension DisruptiveTests {
         env["RECLAIM_IDLE_MS"] = "1500"
         env["LOG_LEVEL"] = "warning"
         p.environment = env
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let out = try FileHandle(forWritingTo: log)
+        p.standardOutput = out
+        p.standardError = out
         try p.run()
         return p
     }
 
     @Test func aMessagingReplicaKilledMidLoadLosesNoAcknowledgedMessage() async throws {
         let portA = freePort(), portB = freePort()
-        let a = try Self.startMessagingProcess(port: portA)
-        let b = try Self.startMessagingProcess(port: portB)
+        let logA = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("msg-a") + ".log")
+        let logB = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("msg-b") + ".log")
+        let a = try Self.startMessagingProcess(port: portA, log: logA)
+        let b = try Self.startMessagingProcess(port: portB, log: logB)
         defer { kill(a.processIdentifier, SIGKILL); kill(b.processIdentifier, SIGKILL) }
         let stack = try await Stack.start(gateways: 1, messaging: 0, env: ["BUS_TIMEOUT_MS": "3000"])
         defer { Task { await stack.stop() } }  // unstructured: defer cannot await
-        for port in [portA, portB] {
-            #expect(try await eventually(timeout: .seconds(30)) { (try? await stack.http("GET", port: port, "/ready").status) == 200 })
+        for (port, log) in [(portA, logA), (portB, logB)] {
+            let ready = try await eventually(timeout: .seconds(30)) { (try? await stack.http("GET", port: port, "/ready").status) == 200 }
+            try #require(ready, "aiim-messaging did not become ready: \((try? String(contentsOf: log, encoding: .utf8))?.suffix(2000) ?? "")")
         }
         let conv = try await stack.conversation(owner: "alice", members: ["bob"])
         let watcher = try await WSTestClient.connect(port: stack.ports[0], token: try await stack.token("bob"))
         let sender = try await WSTestClient.connect(port: stack.ports[0], token: try await stack.token("alice"))
         var acked: [String: Int] = [:]  // client_msg_id → seq
         let total = 300
-        for n in 0..<total {
+        var failures = 0
+        for n in 0..<total where failures < 20 {
             if n == 100 { kill(a.processIdentifier, SIGKILL) }
             // A device retries with the same client_msg_id until it gets an ack.
             for _ in 0..<6 {
@@ -50,6 +56,7 @@ extension DisruptiveTests {
                     acked["m\(n)"] = seq
                     break
                 }
+                failures += 1
             }
         }
         #expect(acked.count == total, "every message was eventually acknowledged")
