@@ -122,5 +122,7 @@ func shell(_ command: String) async throws {
         p.terminationHandler = { cont.resume(returning: $0.terminationStatus) }
         do { try p.run() } catch { cont.resume(throwing: error) }
     }
+    // Keep the Process alive until it has exited: a released Process never calls its handler.
+    withExtendedLifetime(p) {}
     if status != 0 { throw AIIMError(.internalError, "`\(command)` exited \(status)") }
 }

@@ -170,8 +170,13 @@ public final class StreamConsumer: Service, Sendable {
             for attempt in 1...3 {
                 do {
                     let reply = try await handler(env)
+                    let nanos = start.elapsedNanoseconds
                     Timer(label: "aiim_command_duration_seconds", dimensions: [("type", env.header.type)])
-                        .recordNanoseconds(start.elapsedNanoseconds)
+                        .recordNanoseconds(nanos)
+                    // One line per command, under the request's trace id: `deploy/trace` follows it here.
+                    logger.info("command handled", metadata: [
+                        "command": "\(env.header.type)", "attempt": "\(env.header.attempt)", "duration_us": "\(nanos / 1000)",
+                    ])
                     await finish(entry, envelope: env, reply: .success(reply ?? Array("{}".utf8)), deadLetter: nil)
                     return
                 } catch let e as AIIMError where e.code != .unavailable && e.code != .timeout {
