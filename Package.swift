@@ -146,6 +146,8 @@ let package = Package(
         .target(
             name: "MediaCore",
             dependencies: ["AIIMShared", "AIIMRedis", "AIIMPostgres", "AIIMS3", "AIIMServiceKit",
+                           .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "Metrics", package: "swift-metrics"),
                            .product(name: "Hummingbird", package: "hummingbird")],
             path: "Services/Media/Sources/MediaCore", swiftSettings: swiftSettings
         ),
@@ -182,7 +184,7 @@ let package = Package(
             path: "Tests/SharedTests", swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "MediaTests", dependencies: ["AIIMS3", .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log")],
+            name: "MediaTests", dependencies: ["AIIMS3", "MediaCore", .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log")],
             path: "Tests/MediaTests", resources: [.copy("Vectors")], swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -193,7 +195,8 @@ let package = Package(
         /// Needs the servers that `deploy/local/test` starts (Redis, PostgreSQL, S3, coturn).
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["AIIMShared", "AIIMRedis", "AIIMPostgres", "AIIMServiceKit", "GatewayCore", "MessagingCore",
+            dependencies: ["AIIMShared", "AIIMRedis", "AIIMPostgres", "AIIMServiceKit", "GatewayCore", "MessagingCore", "AIIMS3",
+                           .product(name: "Crypto", package: "swift-crypto"),
                            "MediaCore", "CallsCore",
                            .product(name: "HummingbirdTesting", package: "hummingbird"),
                            .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -21,11 +21,10 @@ public final class PostgresClient: Sendable {
         self.logger = logger
     }
 
+    /// Stops the threads (after running work), then closes idle connections.
     public func shutdown() async {
-        try? await threadPool.runIfActive { [idle] in
-            idle.withLockedValue { c in c.forEach { $0.close() }; c.removeAll() }
-        }
         try? await threadPool.shutdownGracefully()
+        idle.withLockedValue { c in c.forEach { $0.close() }; c.removeAll() }
     }
 
     /// Leases a connection to `body` on a pool thread.

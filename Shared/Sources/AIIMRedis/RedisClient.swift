@@ -27,13 +27,11 @@ public final class RedisClient: Sendable {
 
     /// Closes every idle connection and stops the threads.
     public func shutdown() async {
-        try? await threadPool.runIfActive { [idle] in
-            idle.withLockedValue { conns in
-                conns.forEach { $0.close() }
-                conns.removeAll()
-            }
-        }
         try? await threadPool.shutdownGracefully()
+        idle.withLockedValue { conns in
+            conns.forEach { $0.close() }
+            conns.removeAll()
+        }
     }
 
     /// Leases one connection to `body` on a pool thread. The connection never escapes.
@@ -135,8 +133,10 @@ public final class RedisBlockingReader: Sendable {
         return r
     }
 
+    /// Stops the thread (after any read in progress, bounded by BLOCK), then closes the
+    /// connection; safe to call from a cancelled task.
     public func shutdown() async {
-        try? await threadPool.runIfActive { [conn] in conn.withLockedValue { $0?.close(); $0 = nil } }
         try? await threadPool.shutdownGracefully()
+        conn.withLockedValue { $0?.close(); $0 = nil }
     }
 }

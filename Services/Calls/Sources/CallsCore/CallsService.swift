@@ -1,30 +1,194 @@
+import AIIMPostgres
+import AIIMRedis
 import AIIMServiceKit
 import AIIMShared
+import Foundation
+import Logging
+import Metrics
 import Prometheus
 import ServiceLifecycle
 
-/// The calls service: consumes `aiim:cmd:calls`.
+/// The calls service: consumes `aiim:cmd:calls`, owns the call state machine in PostgreSQL,
+/// relays WebRTC signalling to the addressed participant only, and mints TURN credentials.
 public struct CallsService: Sendable {
     public let runtime: BackendRuntime
+    public let config: CallsConfiguration
+    let store: CallStore
+    let ice: ICEConfigurationBuilder
 
-    public init(runtime: BackendRuntime) {
+    public init(runtime: BackendRuntime, config: CallsConfiguration) {
         self.runtime = runtime
+        self.config = config
+        ice = ICEConfigurationBuilder(turn: config.turn)
+        store = CallStore(postgres: runtime.postgres, config: config, ice: ice)
     }
 
+    /// Everything the process runs, in dependency order (the timer waits for migrations).
     public func services() -> [any Service] {
-        runtime.services(handler: { env in try await handle(env) })
+        runtime.services(handler: { env in try await handle(env) }, extraServices: [CallTimers(calls: self)])
     }
 
+    /// Routes one command by its envelope type.
     func handle(_ env: Envelope) async throws -> [UInt8]? {
         switch env.header.type {
+        case InitiateCall.type:
+            return try encode(try await initiate(try env.decode(InitiateCall.self)))
+        case MarkCallRinging.type:
+            let cmd = try env.decode(MarkCallRinging.self)
+            return try encode(try await act(.ringing, cmd.callID, cmd.actor).dto)
+        case AcceptCall.type:
+            let cmd = try env.decode(AcceptCall.self)
+            let call = try await act(.accept(connection: cmd.actor.connectionID), cmd.callID, cmd.actor)
+            return try encode(CallSession(call: call.dto, iceConfiguration: ice.configuration(for: cmd.actor.userID)))
+        case RejectCall.type:
+            let cmd = try env.decode(RejectCall.self)
+            return try encode(try await act(.reject, cmd.callID, cmd.actor).dto)
+        case HangupCall.type:
+            let cmd = try env.decode(HangupCall.self)
+            return try encode(try await act(.hangup, cmd.callID, cmd.actor).dto)
+        case GetCall.type:
+            let cmd = try env.decode(GetCall.self)
+            return try encode(try await store.call(try Validation.id(cmd.callID, field: "call_id"), for: cmd.actor).dto)
+        case ListCallHistory.type:
+            let cmd = try env.decode(ListCallHistory.self)
+            _ = try Validation.id(cmd.conversationID, field: "conversation_id")
+            guard (1...Validation.maxHistoryLimit).contains(cmd.limit), cmd.offset >= 0 else {
+                throw AIIMError.validation("limit must be 1-\(Validation.maxHistoryLimit) and offset >= 0")
+            }
+            return try encode(try await store.history(cmd))
+        case GetICEConfiguration.type:
+            let cmd = try env.decode(GetICEConfiguration.self)
+            return try encode(ice.configuration(for: cmd.actor.userID))
+        case RelayCallSignal.type:
+            try await relay(try env.decode(RelayCallSignal.self))
+            return try encode(Empty())
+        case UserDisconnected.type:
+            let cmd = try env.decode(UserDisconnected.self)
+            await publish(try await store.presence(cmd.actor, at: cmd.occurredAt, disconnected: true))
+            return try encode(Empty())
+        case UserReconnected.type:
+            let cmd = try env.decode(UserReconnected.self)
+            await publish(try await store.presence(cmd.actor, at: cmd.occurredAt, disconnected: false))
+            return try encode(Empty())
         default:
             throw AIIMError(.unknownType, "calls does not handle \(env.header.type)")
         }
     }
+
+    func initiate(_ cmd: InitiateCall) async throws -> CallSession {
+        _ = try Validation.id(cmd.conversationID, field: "conversation_id")
+        _ = try Validation.optionalID(cmd.calleeID, field: "to_user_id")
+        switch try await store.initiate(cmd) {
+        case .initiated(let call, let outbox):
+            record(call, action: "initiate")
+            await publish(outbox)
+            return CallSession(call: call.dto, iceConfiguration: ice.configuration(for: cmd.actor.userID))
+        case .busy(let call, let outbox):
+            record(call, action: "initiate")
+            await publish(outbox)
+            throw AIIMError(.busy, "the callee is in another call")
+        }
+    }
+
+    /// Applies a participant's action; events are published before the reply goes back.
+    func act(_ action: CallAction, _ callID: String, _ actor: Actor) async throws -> CallRecord {
+        let (call, outbox) = try await store.act(action, callID: try Validation.id(callID, field: "call_id"), actor: actor)
+        if !outbox.isEmpty { record(call, action: action.name) }
+        await publish(outbox)
+        return call
+    }
+
+    /// Checks sender, addressee, call state and payload, then publishes the signal to the
+    /// addressee's devices only (never to the conversation, never back to the sender).
+    func relay(_ cmd: RelayCallSignal) async throws {
+        let payload = try CallSignal.validate(cmd.payload)
+        let call = try await store.call(try Validation.id(cmd.callID, field: "call_id"), for: cmd.actor)
+        guard call.isParticipant(cmd.actor.userID) else { throw AIIMError.forbidden("you are not a participant of this call") }
+        let to = try Validation.optionalID(cmd.toUserID, field: "to_user_id") ?? call.peer(of: cmd.actor.userID)
+        guard to != cmd.actor.userID else { throw AIIMError.validation("to_user_id must be the other participant") }
+        guard call.isParticipant(to) else { throw AIIMError.forbidden("to_user_id is not a participant of this call") }
+        guard call.status.isActive else {
+            throw AIIMError(.invalidState, "cannot signal a call that is \(call.status.rawValue)")
+        }
+        try await runtime.publish(CallEvents.signal(call, from: cmd.actor.userID, to: to, payload: payload))
+        Counter(label: "aiim_call_signals_total", dimensions: [("type", payload["type"]?.stringValue ?? "?")]).increment()
+    }
+
+    /// Publishes outbox items in order and deletes them. On failure the rest stays in the
+    /// outbox; the relay publishes it once its claim expires (at-least-once).
+    func publish(_ outbox: Outbox) async {
+        var done: [Int64] = []
+        for (id, item) in outbox {
+            do {
+                if let event = item.deliver { try await runtime.publish(event) }
+                if let message = item.system { try await runtime.bus.send(message) }
+                done.append(id)
+            } catch {
+                runtime.logger.warning("cannot publish call event yet; the outbox relay retries",
+                                       metadata: ["call.outbox_id": "\(id)", "error": "\(error)"])
+                break
+            }
+        }
+        guard !done.isEmpty else { return }
+        do { try await store.deleteOutbox(done) } catch {
+            runtime.logger.warning("cannot delete published call events", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// One timer pass: expire due calls, then publish what earlier writers could not.
+    func tick() async {
+        do {
+            for (call, outbox) in try await store.expireDue() {
+                record(call, action: "timer")
+                await publish(outbox)
+            }
+            let stale = try await store.claimStaleOutbox()
+            if !stale.isEmpty {
+                runtime.logger.notice("publishing call events from the outbox", metadata: ["call.count": "\(stale.count)"])
+                await publish(stale)
+            }
+        } catch {
+            runtime.logger.warning("call timer pass failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func record(_ call: CallRecord, action: String) {
+        runtime.logger.info("call transition", metadata: [
+            "call.id": "\(call.callID)", "call.status": "\(call.status.rawValue)", "call.action": "\(action)",
+            "call.version": "\(call.version)",
+        ])
+        Counter(label: "aiim_calls_total", dimensions: [("status", call.status.rawValue)]).increment()
+    }
+
+    func encode(_ v: some Encodable) throws -> [UInt8] {
+        Array(try JSONCoding.encoder.encode(v))
+    }
 }
 
-/// Builds the calls service from the environment (tests call this too).
+/// Ring timeouts, disconnect grace periods and the outbox relay. State lives in PostgreSQL,
+/// so every replica runs this loop and `FOR UPDATE SKIP LOCKED` shares the work: a replica
+/// that dies loses nothing.
+struct CallTimers: Service {
+    let calls: CallsService
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            if calls.runtime.readiness.isUp("migrations") { await calls.tick() }
+            let interval = calls.config.timerInterval
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+        }
+    }
+}
+
+/// Builds the calls service from the environment (tests call this too). Refuses to build with
+/// a TURN server but no secret.
 public func buildCalls(env: Environment = Environment(), registry: PrometheusCollectorRegistry) throws -> CallsService {
     let config = try CommonConfiguration(service: .calls, env: env, requireDatabase: true)
-    return CallsService(runtime: try BackendRuntime(config: config, registry: registry))
+    let calls = try CallsConfiguration(env: env)
+    let runtime = try BackendRuntime(config: config, registry: registry)
+    runtime.logger.notice("calls configured", metadata: [
+        "call.turn": "\(calls.turn)", "call.ring_timeout_s": "\(calls.ringTimeout)",
+        "call.disconnect_grace_s": "\(calls.disconnectGrace)",
+    ])
+    return CallsService(runtime: runtime, config: calls)
 }

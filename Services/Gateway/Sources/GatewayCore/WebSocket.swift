@@ -130,7 +130,12 @@ extension Gateway {
             let changed = connected
                 ? try await presence.connected(identity, connectionID: connectionID)
                 : try await presence.disconnected(identity, connectionID: connectionID)
-            if changed { try await bus.send(PresenceChanged(actor: identity.actor(), online: connected)) }
+            if changed {
+                try await bus.send(PresenceChanged(actor: identity.actor(), online: connected))
+                // The calls service fails an answered call whose party stays away past the grace period.
+                if connected { try await bus.send(UserReconnected(actor: identity.actor())) }
+                else { try await bus.send(UserDisconnected(actor: identity.actor())) }
+            }
         } catch {
             logger.warning("presence update failed", metadata: ["error": "\(error)"])
         }

@@ -215,9 +215,11 @@ public final class S3Client: Sendable {
 
     /// A presigned URL for `method` on `key`; see `S3Presigner.presignedURL`.
     public func presignedURL(
-        method: S3Method, key: String, expires: Duration, signedHeaders: [String: String] = [:], date: Date = Date()
+        method: S3Method, key: String, expires: Duration, signedHeaders: [String: String] = [:],
+        query: [String: String] = [:], date: Date = Date()
     ) throws -> S3PresignedRequest {
-        try self.presigner.presignedURL(method: method, key: key, expires: expires, signedHeaders: signedHeaders, date: date)
+        try self.presigner.presignedURL(
+            method: method, key: key, expires: expires, signedHeaders: signedHeaders, query: query, date: date)
     }
 
     // MARK: Execution

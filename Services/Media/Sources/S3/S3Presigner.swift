@@ -20,16 +20,22 @@ public struct S3Presigner: Sendable {
     /// `signedHeaders` (e.g. `["content-type": "audio/mpeg", "content-length": "12345"]`) are bound
     /// into the signature: the holder must send exactly those values, so storage refuses a request
     /// that declares another type or length. The payload is `UNSIGNED-PAYLOAD`.
+    ///
+    /// `query` parameters are signed too, so the holder cannot change them: S3's response overrides
+    /// (`response-content-disposition`, `response-content-type`) make a GET answer with the
+    /// original filename and type.
     /// - Throws: `S3Error` with code `.invalidRequest` for an empty or over-long key or an expiry
     ///   outside 1...604800 seconds.
     public func presignedURL(
-        method: S3Method, key: String, expires: Duration, signedHeaders: [String: String] = [:], date: Date = Date()
+        method: S3Method, key: String, expires: Duration, signedHeaders: [String: String] = [:],
+        query: [String: String] = [:], date: Date = Date()
     ) throws -> S3PresignedRequest {
         let (host, path) = self.configuration.location(key: try Self.validated(key))
         let headers = signedHeaders
             .map { SigV4Request.Field($0.key.lowercased(), $0.value) }
             .sorted { $0.name < $1.name }
-        let request = SigV4Request(method: method.rawValue, host: host, path: path, headers: headers)
+        let parameters = query.map { SigV4Request.Field($0.key, $0.value) }.sorted { $0.name < $1.name }
+        let request = SigV4Request(method: method.rawValue, host: host, path: path, query: parameters, headers: headers)
         let signature = try self.signer.presign(request, expires: expires, date: date)
         return S3PresignedRequest(
             method: method,

@@ -11,4 +11,4 @@ do {
     ServiceMain.refuse("aiim-media", error)
 }
 try await ServiceMain.run(service.services(), logger: service.runtime.logger)
-await service.runtime.shutdown()
+await service.shutdown()

@@ -1,0 +1,11 @@
+import AIIMShared
+import CallsCore
+import Testing
+
+@Suite struct CallsBuildTests {
+    @Test func refusesToBuildWithoutRedis() {
+        #expect(throws: ConfigurationError.self) {
+            _ = try CommonConfiguration(service: .calls, env: Environment([:]), requireDatabase: true)
+        }
+    }
+}
