@@ -113,16 +113,25 @@ import Testing
     }
 }
 
-/// Runs a shell command without blocking a cooperative thread (there are only as many as cores).
+/// Runs a shell command without blocking a cooperative thread (there are only as many as cores):
+/// polls `waitpid` (Foundation's termination handler proved unreliable for this here).
 func shell(_ command: String) async throws {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/bin/bash")
     p.arguments = ["-c", command]
-    let status: Int32 = try await withCheckedThrowingContinuation { cont in
-        p.terminationHandler = { cont.resume(returning: $0.terminationStatus) }
-        do { try p.run() } catch { cont.resume(throwing: error) }
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    let pid = p.processIdentifier
+    var status: Int32 = 0
+    let deadline = ContinuousClock.now + .seconds(60)
+    while waitpid(pid, &status, WNOHANG) == 0 {
+        guard ContinuousClock.now < deadline else {
+            kill(pid, SIGKILL)
+            throw AIIMError(.timeout, "`\(command)` did not finish in 60 s")
+        }
+        try await Task.sleep(for: .milliseconds(50))
     }
-    // Keep the Process alive until it has exited: a released Process never calls its handler.
-    withExtendedLifetime(p) {}
-    if status != 0 { throw AIIMError(.internalError, "`\(command)` exited \(status)") }
+    let exitCode = (status >> 8) & 0xff
+    if exitCode != 0 { throw AIIMError(.internalError, "`\(command)` exited \(exitCode)") }
 }
