@@ -199,7 +199,7 @@ func wsLoad(_ o: Options) async throws {
     let membersPer = Double(clients) / Double(conversations)
     print(String(format: "sent %d in %.1f s (%.0f msg/s offered); accepted %d (%.0f msg/s); delivered %d events (%.0f/s, %.1f devices per conversation)",
                  sent, sendSecs, Double(sent) / sendSecs, c.accepted, Double(c.accepted) / total, c.delivered, Double(c.delivered) / total, membersPer))
-    print("lost (sent - accepted): \(sent - c.accepted), errors: \(c.errors), out of order: \(c.outOfOrder), duplicates: \(c.duplicates)")
+    print("not acknowledged when the run ended (still queued, or lost): \(sent - c.accepted), errors: \(c.errors), out of order: \(c.outOfOrder), duplicates: \(c.duplicates)")
     report("send→ack", stats.ack.withLockedValue { $0 })
     report("send→deliver (other members)", stats.deliver.withLockedValue { $0 })
     for (pid, b) in zip(pids, before) {
