@@ -87,7 +87,7 @@ public struct Gateway: Sendable {
         router.add(middleware: ErrorMiddleware())
         router.add(middleware: TraceMiddleware())
         router.add(middleware: MetricsMiddleware())
-        router.add(middleware: LogRequestsMiddleware(.info))
+        router.add(middleware: RequestLogMiddleware())
         ObservabilityRoutes.add(to: router, service: "gateway", instance: config.common.instanceID,
                                 readiness: readiness, registry: registry)
         router.get("/") { _, _ in
