@@ -164,18 +164,50 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     /// A parameterised statement (`$1`, `$2`, …). Values are bound, never interpolated.
+    /// Each distinct SQL text is prepared once per connection (up to `maxPrepared`), so
+    /// PostgreSQL parses and plans it once, not on every call.
     @discardableResult
     public func query(_ sql: String, _ params: [any PostgresEncodable] = []) throws -> PostgresResult {
         guard let c = conn else { throw PostgresError(sqlState: nil, description: "connection closed", isConnectionError: true) }
         let texts: [String?] = params.map { $0.postgresText }
         var cStrings: [UnsafeMutablePointer<CChar>?] = texts.map { $0.map { strdup($0)! } }
         defer { cStrings.forEach { free($0) } }
+        let name = try preparedName(sql, conn: c)
         let res: OpaquePointer? = cStrings.withUnsafeMutableBufferPointer { buf in
             buf.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: max(1, buf.count)) { p in
-                PQexecParams(c, sql, Int32(texts.count), nil, texts.isEmpty ? nil : p, nil, nil, 0)
+                let values = texts.isEmpty ? nil : p
+                if let name { return PQexecPrepared(c, name, Int32(texts.count), values, nil, nil, 0) }
+                return PQexecParams(c, sql, Int32(texts.count), nil, values, nil, nil, 0)
             }
         }
-        return try Self.consume(res, conn: c)
+        do {
+            return try Self.consume(res, conn: c)
+        } catch let e as PostgresError where name != nil && e.sqlState == "0A000" {
+            // "cached plan must not change result type": the schema changed under the statement.
+            // Forget it and run the text once more; the next call prepares it afresh.
+            forget(sql, conn: c)
+            return try query(sql, params)
+        }
+    }
+
+    /// Statements prepared on this connection, by SQL text.
+    private var prepared: [String: String] = [:]
+    private var preparedCount = 0
+    static let maxPrepared = 256
+
+    private func preparedName(_ sql: String, conn c: OpaquePointer) throws -> String? {
+        if let name = prepared[sql] { return name }
+        guard prepared.count < Self.maxPrepared else { return nil }
+        preparedCount += 1
+        let name = "aiim_\(preparedCount)"
+        _ = try Self.consume(PQprepare(c, name, sql, 0, nil), conn: c)
+        prepared[sql] = name
+        return name
+    }
+
+    private func forget(_ sql: String, conn c: OpaquePointer) {
+        guard let name = prepared.removeValue(forKey: sql) else { return }
+        PQclear(PQexec(c, "DEALLOCATE \(name)"))
     }
 
     /// Runs SQL text that may hold several statements and no parameters (migrations, SET).

@@ -7,20 +7,44 @@ import NIOPosix
 /// (never on Swift's cooperative pool); the number of threads bounds the number of connections.
 /// Broken connections are dropped and replaced on next use, so the client recovers by itself
 /// when Redis comes back.
+///
+/// `command` and `pipeline` are automatically pipelined: calls made while a writer is busy wait
+/// in a queue, and the next free writer sends everything queued in one round trip (each call's
+/// commands stay together and in order). Under load this turns one round trip per command into
+/// one per batch; an idle client still sends a lone command at once.
 public final class RedisClient: Sendable {
     public let endpoint: RedisEndpoint
     let threadPool: NIOThreadPool
     let idle = NIOLockedValueBox<[RedisConnection]>([])
     let commandTimeout: Duration
     let logger: Logger
+    let queue = NIOLockedValueBox(WriteQueue())
+    /// Writers (connections) sending queued commands at once.
+    let maxWriters: Int
+    /// Commands sent in one round trip at most.
+    static let maxBatch = 512
+
+    struct WriteQueue {
+        var calls: [QueuedCall] = []
+        var writers = 0
+    }
+
+    struct QueuedCall {
+        let commands: [[[UInt8]]]
+        let done: CheckedContinuation<[RESPValue], any Error>
+    }
 
     /// - Parameters:
     ///   - poolSize: threads = maximum simultaneous connections.
+    ///   - pipelineWriters: connections sending auto-pipelined batches at once (fewer means larger
+    ///     batches); at most `poolSize`.
     ///   - commandTimeout: bound on connect and on every command (hiredis socket timeout).
-    public init(url: String, poolSize: Int = 8, commandTimeout: Duration = .seconds(5), logger: Logger) throws {
+    public init(url: String, poolSize: Int = 8, pipelineWriters: Int = 2, commandTimeout: Duration = .seconds(5),
+                logger: Logger) throws {
         endpoint = try RedisEndpoint(url: url)
         threadPool = NIOThreadPool(numberOfThreads: max(1, poolSize))
         threadPool.start()
+        maxWriters = max(1, min(pipelineWriters, poolSize))
         self.commandTimeout = commandTimeout
         self.logger = logger
     }
@@ -56,15 +80,60 @@ public final class RedisClient: Sendable {
     /// One command; a Redis error reply becomes a thrown `RedisError(.server)`.
     @discardableResult
     public func command(_ cmd: RedisCommand) async throws -> RESPValue {
-        let r = try await withConnection { try $0.command(cmd.args) }
+        let r = try await enqueue([cmd.args])[0]
         if case .error(let e) = r { throw RedisError(.server, e) }
         return r
     }
 
-    /// Several commands in one round trip; error replies are returned in place, not thrown.
+    /// Several commands in one round trip, in order; error replies are returned in place, not thrown.
     public func pipeline(_ cmds: [RedisCommand]) async throws -> [RESPValue] {
         if cmds.isEmpty { return [] }
-        return try await withConnection { try $0.pipeline(cmds.map(\.args)) }
+        return try await enqueue(cmds.map(\.args))
+    }
+
+    private func enqueue(_ commands: [[[UInt8]]]) async throws -> [RESPValue] {
+        try await withCheckedThrowingContinuation { cont in
+            let startWriter = queue.withLockedValue { q in
+                q.calls.append(QueuedCall(commands: commands, done: cont))
+                guard q.writers < maxWriters else { return false }
+                q.writers += 1
+                return true
+            }
+            if startWriter { threadPool.submit { [self] state in write(active: state == .active) } }
+        }
+    }
+
+    /// A writer: sends whatever is queued, batch after batch, until the queue is empty.
+    private func write(active: Bool) {
+        while true {
+            let batch: [QueuedCall] = queue.withLockedValue { q in
+                var n = 0, k = 0
+                while k < q.calls.count, k == 0 || n + q.calls[k].commands.count <= Self.maxBatch {
+                    n += q.calls[k].commands.count
+                    k += 1
+                }
+                if k == 0 { q.writers -= 1 }
+                defer { q.calls.removeFirst(k) }
+                return Array(q.calls.prefix(k))
+            }
+            if batch.isEmpty { return }
+            guard active else {
+                for call in batch { call.done.resume(throwing: RedisError(.connection, "redis client is shut down")) }
+                continue
+            }
+            do {
+                let conn = try checkout()
+                defer { checkin(conn) }
+                let replies = try conn.pipeline(batch.flatMap(\.commands))
+                var offset = 0
+                for call in batch {
+                    call.done.resume(returning: Array(replies[offset..<offset + call.commands.count]))
+                    offset += call.commands.count
+                }
+            } catch {
+                for call in batch { call.done.resume(throwing: error) }
+            }
+        }
     }
 
     /// `PING`, for readiness.

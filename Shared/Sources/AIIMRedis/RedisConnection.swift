@@ -35,7 +35,7 @@ public struct RedisError: Error, CustomStringConvertible {
     public enum Kind: Sendable { case connection, server, protocolViolation }
     public var kind: Kind
     public var description: String
-    init(_ kind: Kind, _ d: String) { self.kind = kind; self.description = d }
+    public init(_ kind: Kind, _ d: String) { self.kind = kind; self.description = d }
 }
 
 /// Where a Redis server is, parsed from `REDIS_URL` (`redis://[user:]password@host:port/db`).

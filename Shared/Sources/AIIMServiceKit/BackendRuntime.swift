@@ -42,6 +42,18 @@ public struct BackendRuntime: Sendable {
         try await redis.xadd(StreamNames.events, maxLen: config.streamMaxLength, envelope: env)
     }
 
+    /// Publishes several delivery events in one round trip, in the given order, each under its
+    /// own request's trace.
+    public func publish(_ events: [(event: DeliveryEvent, trace: Trace?)]) async throws {
+        let commands = try events.map {
+            RedisClient.xaddCommand(StreamNames.events, maxLen: config.streamMaxLength, envelope: try Envelope.make(
+                type: DeliveryEvent.type, payload: $0.event, trace: $0.trace, origin: origin))
+        }
+        for r in try await redis.pipeline(commands) {
+            if case .error(let e) = r { throw RedisError(.server, e) }
+        }
+    }
+
     /// The services to run, in start order (shutdown runs in reverse: the consumer drains first,
     /// then the HTTP server and monitor stop).
     public func services(

@@ -94,12 +94,53 @@ public enum Timestamp {
             Int(tmv.tm_hour), Int(tmv.tm_min), Int(tmv.tm_sec), Int(micros))
     }
 
+    /// Parses RFC 3339 UTC or offset timestamps (`2026-11-25T13:30:38.123456Z`,
+    /// `…+08:00`, fraction optional). Hand-written: a formatter per call cost more than the rest
+    /// of decoding a message (it sits on the path of every reply that carries a message).
     public static func parse(_ s: String) -> Date? {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let d = f.date(from: s) { return d }
-        f.formatOptions = [.withInternetDateTime]
-        return f.date(from: s)
+        var s = s
+        return s.withUTF8 { u -> Date? in
+            func num(_ a: Int, _ b: Int) -> Int? {
+                var v = 0
+                for i in a..<b {
+                    let c = u[i]
+                    guard c >= 48 && c <= 57 else { return nil }
+                    v = v * 10 + Int(c - 48)
+                }
+                return v
+            }
+            guard u.count >= 20, u[4] == 45, u[7] == 45, u[10] == 84 || u[10] == 116 || u[10] == 32,
+                  u[13] == 58, u[16] == 58,
+                  let y = num(0, 4), let mo = num(5, 7), let d = num(8, 10), let h = num(11, 13),
+                  let mi = num(14, 16), let se = num(17, 19),
+                  (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, se < 61 else { return nil }
+            var i = 19
+            var frac = 0.0
+            if u[i] == 46 {  // "."
+                i += 1
+                var scale = 0.1
+                let start = i
+                while i < u.count, u[i] >= 48, u[i] <= 57 { frac += Double(u[i] - 48) * scale; scale /= 10; i += 1 }
+                guard i > start else { return nil }
+            }
+            guard i < u.count else { return nil }
+            var offset = 0
+            switch u[i] {
+            case 90, 122: i += 1  // "Z"
+            case 43, 45:  // "+hh:mm" / "-hh:mm"
+                guard i + 6 == u.count, u[i + 3] == 58, let oh = num(i + 1, i + 3), let om = num(i + 4, i + 6),
+                      oh < 24, om < 60 else { return nil }
+                offset = (oh * 3600 + om * 60) * (u[i] == 43 ? 1 : -1)
+                i += 6
+            default: return nil
+            }
+            guard i == u.count else { return nil }
+            var t = tm()
+            t.tm_year = Int32(y - 1900); t.tm_mon = Int32(mo - 1); t.tm_mday = Int32(d)
+            t.tm_hour = Int32(h); t.tm_min = Int32(mi); t.tm_sec = Int32(se)
+            let secs = timegm(&t) - offset
+            return Date(timeIntervalSince1970: Double(secs) + frac)
+        }
     }
 
     public static func nowMillis() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }

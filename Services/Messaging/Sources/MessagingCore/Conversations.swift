@@ -181,7 +181,7 @@ extension MessagingService {
             _ = try await insert(
                 conversationID: id, tenantID: cmd.actor.tenantID, senderID: cmd.actor.userID, kind: "system",
                 content: .object(["event": .string("member_added"), "user_ids": .array(added.map { .string($0) })]),
-                replyTo: nil, clientMsgID: "member_added:" + UUIDs.make(), exclude: nil)
+                replyTo: nil, clientMsgID: "member_added:" + UUIDs.make())
         }
         return try await conversation(id, actor: cmd.actor)
     }
@@ -202,7 +202,7 @@ extension MessagingService {
         _ = try await insert(
             conversationID: id, tenantID: cmd.actor.tenantID, senderID: cmd.actor.userID, kind: "system",
             content: .object(["event": .string("member_removed"), "user_id": .string(user)]),
-            replyTo: nil, clientMsgID: "member_removed:" + UUIDs.make(), exclude: nil)
+            replyTo: nil, clientMsgID: "member_removed:" + UUIDs.make())
         try await postgres.query("DELETE FROM conversation_members WHERE conversation_id = $1 AND user_id = $2", [id, user])
         try await runtime.publish(DeliveryEvent(
             tenantID: cmd.actor.tenantID, recipients: before,

@@ -5,18 +5,32 @@ import Foundation
 
 /// Sending, history, edits, recalls and catch-up.
 extension MessagingService {
-    /// Inserts a message in one statement: the conversation row is locked by the `UPDATE` that
-    /// takes the next `seq`, so `seq` is dense and commit order equals `seq` order per
-    /// conversation. A repeated `(conversation, sender, client_msg_id)` returns the original.
+    /// Sends a message. A plain message (no `reply_to`, not audio) joins the next batch
+    /// (`SendBatcher`); anything the batch did not store, and every other message, takes the
+    /// one-by-one path, which tells a retry, a stranger and a bad reference apart.
     func send(_ cmd: SendMessage) async throws -> SendResult {
         let conversationID = try Validation.id(cmd.conversationID, field: "conversation_id")
         let clientMsgID = try Validation.id(cmd.clientMsgID, field: "client_msg_id")
         let replyTo = try Validation.optionalID(cmd.replyTo, field: "reply_to")
-        var content = try Validation.content(cmd.content, type: cmd.kind)
-        let actor = cmd.actor
+        let content = try Validation.content(cmd.content, type: cmd.kind)
+        if replyTo == nil, cmd.kind != "audio" {
+            let pending = PendingSend(
+                messageID: UUIDs.make(), conversationID: conversationID, tenantID: cmd.actor.tenantID,
+                senderID: cmd.actor.userID, kind: cmd.kind, content: content, clientMsgID: clientMsgID, trace: Trace.current)
+            if let stored = try await batcher.submit(pending) { return stored }
+        }
+        return try await sendOne(cmd, conversationID: conversationID, clientMsgID: clientMsgID, replyTo: replyTo, content: content)
+    }
 
+    /// Inserts one message in one statement: the conversation row is locked by the `UPDATE` that
+    /// takes the next `seq`, so `seq` is dense and commit order equals `seq` order per
+    /// conversation. A repeated `(conversation, sender, client_msg_id)` returns the original.
+    func sendOne(_ cmd: SendMessage, conversationID: String, clientMsgID: String, replyTo: String?,
+                 content: JSONValue) async throws -> SendResult {
+        var content = content
+        let actor = cmd.actor
         if let existing = try await existingMessage(conversationID, actor.userID, clientMsgID) {
-            try await publishCreated(existing.message, tenant: actor.tenantID, members: existing.members, exclude: nil)
+            try await publishCreated(existing.message, tenant: actor.tenantID, members: existing.members)
             return SendResult(message: existing.message, duplicate: true)
         }
         try await requireMember(actor, conversationID)
@@ -28,8 +42,68 @@ extension MessagingService {
         if cmd.kind == "audio" { content = try await audioContent(content, conversationID: conversationID, actor: actor) }
         return try await insert(
             conversationID: conversationID, tenantID: actor.tenantID, senderID: actor.userID, kind: cmd.kind,
-            content: content, replyTo: replyTo, clientMsgID: clientMsgID, exclude: nil)
+            content: content, replyTo: replyTo, clientMsgID: clientMsgID)
     }
+
+    /// Writes a batch of plain messages in one transaction: the conversations' rows are locked
+    /// in id order (two replicas' batches never deadlock), then one statement skips strangers
+    /// and repeats, takes each conversation's next `seq`s in arrival order and inserts. Events
+    /// are published in `seq` order in one round trip before anyone is answered.
+    func insertBatch(_ batch: [PendingSend]) async throws -> [String: SendResult] {
+        let conversations = Array(Set(batch.map(\.conversationID))).sorted()
+        let columns: [[String]] = [
+            batch.map(\.messageID), batch.map(\.conversationID), batch.map(\.tenantID), batch.map(\.senderID),
+            batch.map(\.kind), batch.map { $0.content.jsonString() }, batch.map(\.clientMsgID),
+        ]
+        let rows = try await postgres.withTransaction { conn in
+            try conn.query("""
+                SELECT 1 FROM conversations WHERE conversation_id = ANY($1::text[])
+                ORDER BY conversation_id FOR UPDATE
+                """, [conversations])
+            return try conn.query(Self.batchInsertSQL, columns)
+        }
+        let traces = Dictionary(batch.map { ($0.messageID, $0.trace) }, uniquingKeysWith: { a, _ in a })
+        var stored: [String: SendResult] = [:]
+        var events: [(event: DeliveryEvent, trace: Trace?)] = []
+        for row in rows.rows {
+            let message = try Rows.message(row)
+            stored[message.messageID] = SendResult(message: message, duplicate: false)
+            let event = try createdEvent(message, tenant: try row.decode("tenant_id"), members: Rows.stringList(row, "members"))
+            events.append((event, traces[message.messageID] ?? nil))
+        }
+        events.sort { ($0.event.conversationId ?? "", $0.event.seq ?? 0) < ($1.event.conversationId ?? "", $1.event.seq ?? 0) }
+        try await runtime.publish(events)
+        return stored
+    }
+
+    static let batchInsertSQL = """
+        WITH input AS (
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+                WITH ORDINALITY AS t(message_id, conversation_id, tenant_id, sender_id, type, content, client_msg_id, ord)
+        ), accepted AS (
+            SELECT i.*, row_number() OVER (PARTITION BY i.conversation_id ORDER BY i.ord) AS n
+            FROM input i
+            WHERE EXISTS (SELECT 1 FROM conversation_members m
+                          WHERE m.conversation_id = i.conversation_id AND m.user_id = i.sender_id AND m.tenant_id = i.tenant_id)
+              AND NOT EXISTS (SELECT 1 FROM im_messages x
+                              WHERE x.conversation_id = i.conversation_id AND x.sender_id = i.sender_id
+                                AND x.client_msg_id = i.client_msg_id)
+        ), bumped AS (
+            UPDATE conversations c SET last_seq = c.last_seq + a.count, updated_at = now()
+            FROM (SELECT conversation_id, count(*) AS count FROM accepted GROUP BY conversation_id) a
+            WHERE c.conversation_id = a.conversation_id
+            RETURNING c.conversation_id, c.last_seq - a.count AS base
+        ), inserted AS (
+            INSERT INTO im_messages (message_id, conversation_id, tenant_id, sender_id, type, content, client_msg_id, seq)
+            SELECT a.message_id, a.conversation_id, a.tenant_id, a.sender_id, a.type, a.content::jsonb, a.client_msg_id,
+                   b.base + a.n
+            FROM accepted a JOIN bumped b ON b.conversation_id = a.conversation_id
+            RETURNING *
+        )
+        SELECT \(Rows.messageColumns("inserted")), inserted.tenant_id,
+               (SELECT json_agg(user_id) FROM conversation_members WHERE conversation_id = inserted.conversation_id) AS members
+        FROM inserted
+        """
 
     /// An audio message must point at ready media of the same conversation; its duration is
     /// copied from the media row into the content.
@@ -51,7 +125,7 @@ extension MessagingService {
     /// The shared insert path (client messages, system messages, the first chunk of a stream).
     func insert(
         conversationID: String, tenantID: String, senderID: String, kind: String, content: JSONValue,
-        replyTo: String?, clientMsgID: String, streamID: String? = nil, exclude: String?
+        replyTo: String?, clientMsgID: String, streamID: String? = nil
     ) async throws -> SendResult {
         let messageID = UUIDs.make()
         let sql = """
@@ -81,12 +155,12 @@ extension MessagingService {
             guard let row = rows.first else { throw AIIMError.forbidden() }
             let message = try Rows.message(row)
             let members = Rows.stringList(row, "members")
-            try await publishCreated(message, tenant: tenantID, members: members, exclude: exclude)
+            try await publishCreated(message, tenant: tenantID, members: members)
             return SendResult(message: message, duplicate: false)
         } catch let e as PostgresError where e.isUniqueViolation {
             // A concurrent retry with the same client_msg_id won; answer with its message.
             guard let existing = try await existingMessage(conversationID, senderID, clientMsgID) else { throw e }
-            try await publishCreated(existing.message, tenant: tenantID, members: existing.members, exclude: exclude)
+            try await publishCreated(existing.message, tenant: tenantID, members: existing.members)
             return SendResult(message: existing.message, duplicate: true)
         }
     }
@@ -105,10 +179,14 @@ extension MessagingService {
 
     /// Publishes `message.created`; gateways deliver it to every device of every member in `seq`
     /// order (a re-publish after a retry is dropped by the devices' cursors).
-    func publishCreated(_ message: MessageDTO, tenant: String, members: [String], exclude: String?) async throws {
+    func publishCreated(_ message: MessageDTO, tenant: String, members: [String]) async throws {
+        try await runtime.publish(createdEvent(message, tenant: tenant, members: members))
+    }
+
+    func createdEvent(_ message: MessageDTO, tenant: String, members: [String]) throws -> DeliveryEvent {
         let frame = conversationEvent(message.conversationID, "message.created", ["message": try Rows.json(message)])
-        try await runtime.publish(DeliveryEvent(
-            tenantID: tenant, recipients: members, conversationId: message.conversationID, seq: message.seq, frame: frame))
+        return DeliveryEvent(tenantID: tenant, recipients: members, conversationId: message.conversationID, seq: message.seq,
+                             frame: frame)
     }
 
     func history(_ cmd: History) async throws -> MessagePage {
@@ -122,7 +200,7 @@ extension MessagingService {
         let ascending = after != nil
         let sql = """
             SELECT \(Rows.messageColumns()) FROM im_messages
-            WHERE conversation_id = $1 AND ($2::bigint IS NULL OR seq > $2) AND ($3::bigint IS NULL OR seq < $3)
+            WHERE conversation_id = $1 AND seq > COALESCE($2::bigint, 0) AND seq < COALESCE($3::bigint, 9223372036854775807)
             ORDER BY seq \(ascending ? "ASC" : "DESC") LIMIT $4
             """
         let rows = try await postgres.query(sql, [conversationID, after, before, limit + 1])
@@ -216,7 +294,7 @@ extension MessagingService {
         }
         return try await insert(
             conversationID: cmd.conversationID, tenantID: cmd.tenantID, senderID: cmd.senderID, kind: "system",
-            content: cmd.content, replyTo: nil, clientMsgID: cmd.clientMsgID, exclude: nil
+            content: cmd.content, replyTo: nil, clientMsgID: cmd.clientMsgID
         ).message
     }
 }

@@ -4,6 +4,7 @@ import AIIMServiceKit
 import AIIMShared
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import Prometheus
 import ServiceLifecycle
 
@@ -14,10 +15,18 @@ public struct MessagingService: Sendable {
     /// `STREAM_TIMEOUT_SECONDS`: an AI stream with no chunk for this long is closed as `interrupted`. Default 30.
     public let streamTimeout: Duration
     var postgres: PostgresClient { runtime.postgres }
+    /// Gathers concurrent sends into batches (one statement, one commit each).
+    let batcher: SendBatcher
 
     public init(runtime: BackendRuntime, streamTimeout: Duration = .seconds(30)) {
         self.runtime = runtime
         self.streamTimeout = streamTimeout
+        let box = NIOLockedValueBox<MessagingService?>(nil)
+        batcher = SendBatcher { batch in
+            guard let service = box.withLockedValue({ $0 }) else { throw AIIMError.unavailable("messaging is starting") }
+            return try await service.insertBatch(batch)
+        }
+        box.withLockedValue { $0 = self }
     }
 
     /// Everything the process runs, in dependency order.

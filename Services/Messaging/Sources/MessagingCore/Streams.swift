@@ -34,7 +34,7 @@ extension MessagingService {
                 _ = try await insert(
                     conversationID: conversationID, tenantID: cmd.actor.tenantID, senderID: cmd.actor.userID, kind: "ai",
                     content: .object(["text": .string("")]), replyTo: nil, clientMsgID: "stream:" + streamID,
-                    streamID: streamID, exclude: nil)
+                    streamID: streamID)
             } catch let e as PostgresError where e.isUniqueViolation {}
         }
         let chunkText = Self.text(of: cmd.chunk)

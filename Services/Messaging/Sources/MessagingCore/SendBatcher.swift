@@ -1,0 +1,84 @@
+import AIIMPostgres
+import AIIMShared
+import NIOConcurrencyHelpers
+
+/// A validated message waiting for its batch.
+struct PendingSend: Sendable {
+    var messageID: String
+    var conversationID: String
+    var tenantID: String
+    var senderID: String
+    var kind: String
+    var content: JSONValue
+    var clientMsgID: String
+    /// The request's trace, so its event carries it on.
+    var trace: Trace?
+}
+
+/// Group commit for sends: concurrent `send` commands queue here and are written by one
+/// statement and one commit per batch (PostgreSQL parses, plans and fsyncs once for the batch
+/// instead of once per message). While a batch is being written the next one gathers, so an
+/// idle service still writes a lone message at once and a busy one writes larger batches.
+final class SendBatcher: Sendable {
+    /// Writes a batch; returns the messages it stored, by message id. A message it did not store
+    /// (a duplicate, a non-member, a conflict) goes back to its sender's one-by-one path.
+    typealias Write = @Sendable ([PendingSend]) async throws -> [String: SendResult]
+
+    private struct Waiting {
+        let send: PendingSend
+        let continuation: CheckedContinuation<SendResult?, any Error>
+    }
+
+    private struct State {
+        var queue: [Waiting] = []
+        var writers = 0
+    }
+
+    private let state = NIOLockedValueBox(State())
+    private let maxWriters: Int
+    private let maxBatch: Int
+    private let write: Write
+
+    init(maxWriters: Int = 2, maxBatch: Int = 256, write: @escaping Write) {
+        self.maxWriters = max(1, maxWriters)
+        self.maxBatch = max(1, maxBatch)
+        self.write = write
+    }
+
+    /// The stored message, or nil when the batch left it to the one-by-one path.
+    func submit(_ send: PendingSend) async throws -> SendResult? {
+        try await withCheckedThrowingContinuation { cont in
+            let startWriter = state.withLockedValue { s in
+                s.queue.append(Waiting(send: send, continuation: cont))
+                guard s.writers < maxWriters else { return false }
+                s.writers += 1
+                return true
+            }
+            // Unstructured: the writer serves every queued send, not just this one; each sender
+            // stays parked on its continuation, so the consumer's drain still waits for it.
+            if startWriter { Task { await drain() } }
+        }
+    }
+
+    private func drain() async {
+        while true {
+            let batch: [Waiting] = state.withLockedValue { s in
+                let n = min(s.queue.count, maxBatch)
+                if n == 0 { s.writers -= 1 }
+                defer { s.queue.removeFirst(n) }
+                return Array(s.queue.prefix(n))
+            }
+            if batch.isEmpty { return }
+            do {
+                let stored = try await write(batch.map(\.send))
+                for w in batch { w.continuation.resume(returning: stored[w.send.messageID]) }
+            } catch let e as PostgresError where !e.isConnectionError {
+                // One message spoiled the statement (e.g. a retry racing its original on the
+                // unique index): nothing was stored; each goes the one-by-one way.
+                for w in batch { w.continuation.resume(returning: nil) }
+            } catch {
+                for w in batch { w.continuation.resume(throwing: error) }
+            }
+        }
+    }
+}
