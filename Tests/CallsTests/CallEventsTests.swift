@@ -118,7 +118,7 @@ import Testing
     @Test func outboxItemsSurviveTheirJSONRoundTrip() throws {
         let items = try CallEvents.created(Self.call(.initiated), calleeICE: Self.builder.configuration(for: "bob"))
         for item in items {
-            let back = try JSONCoding.decoder.decode(OutboxItem.self, from: JSONCoding.encoder.encode(item))
+            let back = try JSONCoding.decode(OutboxItem.self, from: JSONCoding.encode(item))
             #expect(back == item)
         }
     }

@@ -398,7 +398,7 @@ import Testing
         let callID = uniqueName("call_relayed")
         let event = DeliveryEvent(tenantID: world.tenant, recipients: [bob.id],
                                   frame: ["type": "call.status_changed", "call_id": .string(callID)])
-        let body = String(decoding: try JSONCoding.encoder.encode(["deliver": event]), as: UTF8.self)
+        let body = String(decoding: try JSONCoding.encode(["deliver": event]), as: UTF8.self)
         // As if the writer crashed between its commit and its publish.
         _ = try await world.sql("""
             INSERT INTO call_outbox (call_id, body, claimed_until) VALUES ($1, $2::jsonb, now() - interval '1 second')

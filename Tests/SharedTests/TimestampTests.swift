@@ -28,3 +28,19 @@ import Testing
         }
     }
 }
+
+@Suite struct UUIDTests {
+    @Test func idsAreVersion4UUIDsAndDistinct() throws {
+        var seen = Set<String>()
+        for _ in 0..<1000 {
+            let id = UUIDs.make()
+            let parsed = try #require(UUID(uuidString: id), "\(id) is not a UUID")
+            #expect(parsed.uuidString.lowercased() == id)
+            let bytes = Array(id.utf8)
+            #expect(bytes[14] == UInt8(ascii: "4"))
+            #expect("89ab".utf8.contains(bytes[19]))
+            seen.insert(id)
+        }
+        #expect(seen.count == 1000)
+    }
+}

@@ -133,7 +133,7 @@ func wsLoad(_ o: Options) async throws {
             _ = try? await WebSocketClient.connect(url: "ws://\(gateway)/api/aiim/ws?token=\(tokenList[i])", logger: Logger(label: "b")) { inbound, outbound, _ in
                 c.writer.withLockedValue { $0 = outbound }
                 for try await m in inbound.messages(maxSize: 1 << 20) {
-                    guard case .text(let t) = m, let f = try? JSONDecoder().decode(JSONValue.self, from: Data(t.utf8)) else { continue }
+                    guard case .text(let t) = m, let f = try? JSONValue(parsing: t) else { continue }
                     let now = ContinuousClock.now
                     if f["type"]?.stringValue == "ack", let cid = f["client_msg_id"]?.stringValue,
                        let at = c.sentAt.withLockedValue({ $0.removeValue(forKey: cid) }) {

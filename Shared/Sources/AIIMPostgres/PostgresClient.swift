@@ -56,6 +56,20 @@ public final class PostgresClient: Sendable {
         }
     }
 
+    /// Several statements in one round trip and one transaction (`PostgresConnection.atomically`).
+    /// Retried once more on a serialization failure or deadlock.
+    public func atomically(_ statements: [(sql: String, params: [any PostgresEncodable])]) async throws -> [PostgresResult] {
+        try await withConnection { conn in
+            var tries = 0
+            while true {
+                tries += 1
+                do { return try conn.atomically(statements) } catch let e as PostgresError where e.isSerializationFailure && tries < 3 {
+                    continue
+                }
+            }
+        }
+    }
+
     @discardableResult
     public func query(_ sql: String, _ params: [any PostgresEncodable] = []) async throws -> PostgresResult {
         try await withConnection { try $0.query(sql, params) }

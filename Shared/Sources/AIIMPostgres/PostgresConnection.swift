@@ -33,10 +33,21 @@ extension Optional: PostgresEncodable where Wrapped: PostgresEncodable {
     public var postgresText: String? { self?.postgresText }
 }
 extension Array: PostgresEncodable where Element == String {
-    /// A `text[]` literal.
+    /// A `text[]` literal: every element quoted, `"` and `\` escaped.
     public var postgresText: String? {
-        "{" + map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
-            .joined(separator: ",") + "}"
+        var out: [UInt8] = [UInt8(ascii: "{")]
+        out.reserveCapacity(2 + reduce(0) { $0 + $1.utf8.count + 3 })
+        for (i, element) in enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(UInt8(ascii: "\""))
+            for b in element.utf8 {
+                if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") { out.append(UInt8(ascii: "\\")) }
+                out.append(b)
+            }
+            out.append(UInt8(ascii: "\""))
+        }
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
     }
 }
 
@@ -51,7 +62,7 @@ extension Double: PostgresDecodable { public init?(postgresText: String) { self.
 extension Bool: PostgresDecodable { public init?(postgresText: String) { self = postgresText == "t" } }
 extension JSONValue: PostgresDecodable {
     public init?(postgresText: String) {
-        guard let v = try? JSONCoding.decoder.decode(JSONValue.self, from: Data(postgresText.utf8)) else { return nil }
+        guard let v = try? JSONValue(parsing: postgresText) else { return nil }
         self = v
     }
 }
@@ -188,6 +199,65 @@ public final class PostgresConnection: @unchecked Sendable {
             forget(sql, conn: c)
             return try query(sql, params)
         }
+    }
+
+    /// Runs `statements` in one round trip and one implicit transaction (libpq pipeline mode,
+    /// one Sync at the end): they execute in order, and if one fails the ones after it are
+    /// skipped and everything is rolled back, so the group commits or fails as a whole.
+    /// Returns one result per statement; throws the first error.
+    public func atomically(_ statements: [(sql: String, params: [any PostgresEncodable])]) throws -> [PostgresResult] {
+        guard let c = conn else { throw PostgresError(sqlState: nil, description: "connection closed", isConnectionError: true) }
+        // Prepared before the pipeline starts (a no-op once they are).
+        let names = try statements.map { try preparedName($0.sql, conn: c) }
+        guard PQenterPipelineMode(c) == 1 else { throw Self.connectionError(c) }
+        var sendFailed = false
+        for (statement, name) in zip(statements, names) {
+            let texts: [String?] = statement.params.map { $0.postgresText }
+            var cStrings: [UnsafeMutablePointer<CChar>?] = texts.map { $0.map { strdup($0)! } }
+            defer { cStrings.forEach { free($0) } }
+            let ok: Int32 = cStrings.withUnsafeMutableBufferPointer { buf in
+                buf.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: max(1, buf.count)) { p in
+                    let values = texts.isEmpty ? nil : p
+                    if let name { return PQsendQueryPrepared(c, name, Int32(texts.count), values, nil, nil, 0) }
+                    return PQsendQueryParams(c, statement.sql, Int32(texts.count), nil, values, nil, nil, 0)
+                }
+            }
+            if ok != 1 { sendFailed = true; break }
+        }
+        if sendFailed || PQpipelineSync(c) != 1 {
+            let e = Self.connectionError(c)
+            close()
+            throw e
+        }
+        var results: [PostgresResult] = []
+        var firstError: PostgresError?
+        for _ in statements {
+            // One result per statement, then a NULL that ends it.
+            let res = PQgetResult(c)
+            if res != nil, PQresultStatus(res) == PGRES_PIPELINE_ABORTED {
+                PQclear(res)
+            } else {
+                do { results.append(try Self.consume(res, conn: c)) } catch let e as PostgresError {
+                    if firstError == nil { firstError = e }
+                    if e.isConnectionError { close(); throw e }
+                }
+            }
+            while let extra = PQgetResult(c) { PQclear(extra) }
+        }
+        let sync = PQgetResult(c)
+        let synced = sync != nil && PQresultStatus(sync) == PGRES_PIPELINE_SYNC
+        PQclear(sync)
+        guard synced, PQexitPipelineMode(c) == 1 else {
+            let e = Self.connectionError(c)
+            close()
+            throw e
+        }
+        if let firstError { throw firstError }
+        return results
+    }
+
+    private static func connectionError(_ c: OpaquePointer) -> PostgresError {
+        PostgresError(sqlState: nil, description: String(cString: PQerrorMessage(c)), isConnectionError: true)
     }
 
     /// Statements prepared on this connection, by SQL text.

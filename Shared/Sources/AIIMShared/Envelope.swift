@@ -60,6 +60,53 @@ public struct EnvelopeHeader: Codable, Sendable, Equatable {
     }
 }
 
+extension EnvelopeHeader {
+    /// The header as JSON, keyed as `CodingKeys` says; written by hand because every entry on
+    /// the bus carries one (Foundation's coder cost more than the entry's own work).
+    var json: JSONValue {
+        var o: [String: JSONValue] = [
+            "t": .string(type), "id": .string(id), "v": .number(Double(version)), "ts": .number(Double(timestamp)),
+            "at": .number(Double(attempt)), "tp": .string(traceparent),
+        ]
+        if let replyTo { o["rt"] = .string(replyTo) }
+        if let correlationId { o["cid"] = .string(correlationId) }
+        if let deadline { o["dl"] = .number(Double(deadline)) }
+        if let error { o["err"] = .object(["code": .string(error.code.rawValue), "message": .string(error.message)]) }
+        if let origin { o["o"] = .string(origin) }
+        return .object(o)
+    }
+
+    /// Reads what `json` (or the `Codable` conformance) wrote.
+    init(json: JSONValue) throws {
+        struct Malformed: Error {}
+        guard case .object(let o) = json else { throw Malformed() }
+        func string(_ k: String) throws -> String? {
+            guard let v = o[k], !v.isNull else { return nil }
+            guard let s = v.stringValue else { throw Malformed() }
+            return s
+        }
+        func int(_ k: String) throws -> Int64? {
+            guard let v = o[k], !v.isNull else { return nil }
+            guard let i = v.intValue else { throw Malformed() }
+            return Int64(i)
+        }
+        guard let type = try string("t"), let id = try string("id"), let version = try int("v"),
+              let timestamp = try int("ts"), let attempt = try int("at"), let traceparent = try string("tp") else {
+            throw Malformed()
+        }
+        var error: AIIMError?
+        if let e = o["err"], !e.isNull {
+            guard let code = e["code"]?.stringValue.flatMap(ErrorCode.init(rawValue:)), let message = e["message"]?.stringValue else {
+                throw Malformed()
+            }
+            error = AIIMError(code, message)
+        }
+        self.init(type: type, id: id, version: Int(version), timestamp: timestamp, attempt: Int(attempt),
+                  replyTo: try string("rt"), correlationId: try string("cid"), deadline: try int("dl"),
+                  traceparent: traceparent, error: error, origin: try string("o"))
+    }
+}
+
 /// One stream entry: a header and a JSON payload.
 public struct Envelope: Sendable {
     public var header: EnvelopeHeader
@@ -77,17 +124,16 @@ public struct Envelope: Sendable {
     ) throws -> Envelope {
         let t = trace ?? Trace.current ?? Trace.root()
         let header = EnvelopeHeader(
-            type: type, id: UUID().uuidString.lowercased(), version: EnvelopeHeader.currentVersion,
+            type: type, id: UUIDs.make(), version: EnvelopeHeader.currentVersion,
             timestamp: Timestamp.nowMillis(), attempt: 1, replyTo: replyTo,
             correlationId: correlationId, deadline: deadline, traceparent: t.traceparent,
             error: nil, origin: origin)
-        return Envelope(header: header, payload: Array(try JSONCoding.encoder.encode(payload)))
+        return Envelope(header: header, payload: try JSONCoding.encode(payload))
     }
 
     /// Stream fields for XADD.
     public var fields: [(String, [UInt8])] {
-        let h = (try? JSONCoding.encoder.encode(header)) ?? Data()
-        return [("h", Array(h)), ("p", payload)]
+        [("h", header.json.jsonBytes()), ("p", payload)]
     }
 
     /// Parses stream fields; throws `unknownType`/`unsupportedVersion`/`badRequest` for entries
@@ -95,7 +141,7 @@ public struct Envelope: Sendable {
     public init(fields: [String: [UInt8]]) throws {
         guard let h = fields["h"] else { throw AIIMError(.badRequest, "entry has no header") }
         let header: EnvelopeHeader
-        do { header = try JSONCoding.decoder.decode(EnvelopeHeader.self, from: Data(h)) } catch {
+        do { header = try EnvelopeHeader(json: JSONValue(parsing: h)) } catch {
             throw AIIMError(.badRequest, "entry header is not valid JSON")
         }
         guard header.version == EnvelopeHeader.currentVersion else {
@@ -105,7 +151,7 @@ public struct Envelope: Sendable {
     }
 
     public func decode<P: Decodable>(_ type: P.Type = P.self) throws -> P {
-        do { return try JSONCoding.decoder.decode(P.self, from: Data(payload)) } catch {
+        do { return try JSONCoding.decode(P.self, from: payload) } catch {
             throw AIIMError(.badRequest, "payload of \(header.type) does not match its schema")
         }
     }
@@ -152,23 +198,33 @@ public struct DeliveryEvent: Codable, Sendable {
     public var recipients: [String]
     public var conversationId: String?
     public var seq: Int64?
-    /// The JSON frame the device receives.
-    public var frame: JSONValue
+    /// The frame the device receives, as JSON text: rendered once by the publisher and written
+    /// to every socket as it is (a gateway never parses or re-encodes it).
+    public var frameText: String
     /// Deliver to every device of these users except the one connection that caused it.
     public var excludeConnection: String?
     /// Membership changed: gateways update which conversations their sockets belong to.
     public var membership: MembershipChange?
 
     enum CodingKeys: String, CodingKey {
-        case tenantID = "t", recipients = "r", conversationId = "c", seq = "s", frame = "f", excludeConnection = "x"
+        case tenantID = "t", recipients = "r", conversationId = "c", seq = "s", frameText = "ft", excludeConnection = "x"
         case membership = "m"
     }
 
     public init(tenantID: String, recipients: [String], conversationId: String? = nil, seq: Int64? = nil,
                 frame: JSONValue, excludeConnection: String? = nil, membership: MembershipChange? = nil) {
-        self.tenantID = tenantID; self.recipients = recipients; self.conversationId = conversationId; self.seq = seq
-        self.frame = frame; self.excludeConnection = excludeConnection; self.membership = membership
+        self.init(tenantID: tenantID, recipients: recipients, conversationId: conversationId, seq: seq,
+                  frameText: frame.jsonString(), excludeConnection: excludeConnection, membership: membership)
     }
+
+    public init(tenantID: String, recipients: [String], conversationId: String? = nil, seq: Int64? = nil,
+                frameText: String, excludeConnection: String? = nil, membership: MembershipChange? = nil) {
+        self.tenantID = tenantID; self.recipients = recipients; self.conversationId = conversationId; self.seq = seq
+        self.frameText = frameText; self.excludeConnection = excludeConnection; self.membership = membership
+    }
+
+    /// The frame, parsed (for inspection; delivery uses `frameText`).
+    public var frame: JSONValue { (try? JSONValue(parsing: frameText)) ?? .null }
 
     public static let type = "deliver"
 }

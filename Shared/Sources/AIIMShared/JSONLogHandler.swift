@@ -13,7 +13,6 @@ public struct JSONLogHandler: LogHandler {
     let service: String
     let instance: String
 
-    private static let lock = NIOLock()
 
     public init(label: String, service: String, instance: String, level: Logger.Level,
                 metadataProvider: Logger.MetadataProvider?) {
@@ -51,9 +50,13 @@ public struct JSONLogHandler: LogHandler {
         if let p = metadataProvider { all.merge(p.get(), uniquingKeysWith: { _, new in new }) }
         if let m = event.metadata { all.merge(m, uniquingKeysWith: { _, new in new }) }
         for (k, v) in all { fields[k] = Self.json(v) }
-        let line = JSONValue.object(fields).jsonString() + "\n"
-        Self.lock.withLock { FileHandle.standardOutput.write(Data(line.utf8)) }
+        var line = JSONValue.object(fields).jsonBytes()
+        line.append(UInt8(ascii: "\n"))
+        LogOutput.shared.append(line, urgent: event.level >= .error)
     }
+
+    /// Writes out every buffered line; call before the process exits.
+    public static func flush() { LogOutput.shared.flush() }
 
     static func json(_ v: Logger.Metadata.Value) -> JSONValue {
         switch v {
@@ -61,6 +64,64 @@ public struct JSONLogHandler: LogHandler {
         case .stringConvertible(let c): .string(c.description)
         case .array(let a): .array(a.map(json))
         case .dictionary(let d): .object(d.mapValues(json))
+        }
+    }
+}
+
+/// Standard output with a small buffer: lines are written at most `interval` after they were
+/// logged, in one system call per batch, instead of one write per line (a busy service logs a
+/// line per command). Errors and worse are written at once, and so is a full buffer; a process
+/// that exits normally flushes what is left. A process killed with SIGKILL can lose the last
+/// `interval` of lines.
+final class LogOutput: Sendable {
+    static let shared = LogOutput()
+    static let interval: Duration = .milliseconds(50)
+    static let limit = 64 * 1024
+
+    private let buffer = NIOLockedValueBox<[UInt8]>([])
+    /// Serialises writes, so lines keep their order.
+    private let writeLock = NIOLock()
+
+    private init() {
+        atexit { LogOutput.shared.flush() }
+        // A plain thread: the flusher must run even when every task of the process is busy.
+        let thread = Thread {
+            while true {
+                Thread.sleep(forTimeInterval: Double(LogOutput.interval.components.attoseconds) / 1e18)
+                LogOutput.shared.flush()
+            }
+        }
+        thread.name = "log-flush"
+        thread.start()
+    }
+
+    func append(_ line: [UInt8], urgent: Bool) {
+        let full = buffer.withLockedValue { b in
+            b.append(contentsOf: line)
+            return b.count >= Self.limit
+        }
+        if urgent || full { flush() }
+    }
+
+    func flush() {
+        writeLock.withLock {
+            let pending = buffer.withLockedValue { b in
+                var taken: [UInt8] = []
+                swap(&taken, &b)
+                return taken
+            }
+            guard !pending.isEmpty else { return }
+            pending.withUnsafeBytes { raw in
+                var offset = 0
+                while offset < raw.count {
+                    let n = write(1, raw.baseAddress! + offset, raw.count - offset)
+                    if n <= 0 {
+                        if n < 0 && errno == EINTR { continue }
+                        return
+                    }
+                    offset += n
+                }
+            }
         }
     }
 }

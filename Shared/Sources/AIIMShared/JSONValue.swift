@@ -11,6 +11,7 @@ public enum JSONValue: Codable, Sendable, Equatable, Hashable {
     case object([String: JSONValue])
 
     public init(from decoder: any Decoder) throws {
+        if let d = decoder as? ValueDecoder { self = d.value; return }
         let c = try decoder.singleValueContainer()
         if c.decodeNil() { self = .null }
         else if let b = try? c.decode(Bool.self) { self = .bool(b) }
@@ -21,6 +22,7 @@ public enum JSONValue: Codable, Sendable, Equatable, Hashable {
     }
 
     public func encode(to encoder: any Encoder) throws {
+        if let e = encoder as? ValueEncoder { e.node.storage = .value(self); return }
         var c = encoder.singleValueContainer()
         switch self {
         case .null: try c.encodeNil()
@@ -47,35 +49,20 @@ public enum JSONValue: Codable, Sendable, Equatable, Hashable {
     public var objectValue: [String: JSONValue]? { if case .object(let o) = self { return o }; return nil }
     public var isNull: Bool { self == .null }
 
-    /// Compact UTF-8 JSON text.
-    public func jsonString() -> String {
-        (try? String(decoding: JSONCoding.encoder.encode(self), as: UTF8.self)) ?? "null"
-    }
 }
 
-/// Shared coders: ISO-8601 dates with milliseconds and sorted keys off for speed.
+/// The coders every service uses for bus payloads, frames and responses: `Codable` through
+/// `JSONValueCoder` and the hand-written text layer. Dates are ISO-8601 strings with microseconds.
 public enum JSONCoding {
-    public static let encoder: JSONEncoder = {
-        let e = JSONEncoder()
-        e.dateEncodingStrategy = .custom { date, enc in
-            var c = enc.singleValueContainer()
-            try c.encode(Timestamp.iso8601(date))
-        }
-        e.outputFormatting = [.withoutEscapingSlashes]
-        return e
-    }()
-    public static let decoder: JSONDecoder = {
-        let d = JSONDecoder()
-        d.dateDecodingStrategy = .custom { dec in
-            let c = try dec.singleValueContainer()
-            let s = try c.decode(String.self)
-            guard let date = Timestamp.parse(s) else {
-                throw DecodingError.dataCorruptedError(in: c, debugDescription: "bad timestamp")
-            }
-            return date
-        }
-        return d
-    }()
+    /// Compact UTF-8 JSON of a value.
+    public static func encode(_ value: some Encodable) throws -> [UInt8] {
+        try JSONValueCoder.encode(value).jsonBytes()
+    }
+
+    /// Decodes a value from UTF-8 JSON text.
+    public static func decode<T: Decodable>(_ type: T.Type, from bytes: some Collection<UInt8>) throws -> T {
+        try JSONValueCoder.decode(T.self, from: JSONValue(parsing: bytes))
+    }
 }
 
 /// Timestamps on the wire: ISO-8601 UTC with microseconds and a `Z`.
@@ -88,10 +75,20 @@ public enum Timestamp {
         var tmv = tm()
         var tt = time_t(secs)
         gmtime_r(&tt, &tmv)
-        return String(
-            format: "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ",
-            Int(tmv.tm_year) + 1900, Int(tmv.tm_mon) + 1, Int(tmv.tm_mday),
-            Int(tmv.tm_hour), Int(tmv.tm_min), Int(tmv.tm_sec), Int(micros))
+        // Digits by hand: String(format:) goes through CFString and cost more than a message insert.
+        var out = [UInt8](repeating: 0, count: 27)
+        func put(_ v: Int, at: Int, width: Int) {
+            var v = v
+            for k in stride(from: at + width - 1, through: at, by: -1) { out[k] = UInt8(48 + v % 10); v /= 10 }
+        }
+        put(Int(tmv.tm_year) + 1900, at: 0, width: 4); out[4] = 45
+        put(Int(tmv.tm_mon) + 1, at: 5, width: 2); out[7] = 45
+        put(Int(tmv.tm_mday), at: 8, width: 2); out[10] = 84
+        put(Int(tmv.tm_hour), at: 11, width: 2); out[13] = 58
+        put(Int(tmv.tm_min), at: 14, width: 2); out[16] = 58
+        put(Int(tmv.tm_sec), at: 17, width: 2); out[19] = 46
+        put(Int(micros), at: 20, width: 6); out[26] = 90
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Parses RFC 3339 UTC or offset timestamps (`2026-11-25T13:30:38.123456Z`,

@@ -34,7 +34,7 @@ enum CallEvents {
                 "call_type": .string(call.callType.rawValue), "status": .string(call.status.rawValue),
                 "version": .number(Double(call.version)), "start_time": .string(Timestamp.iso8601(call.startTime)),
             ]
-            incoming["ice_configuration"] = try json(calleeICE)
+            incoming["ice_configuration"] = try JSONValue(encoding: calleeICE)
             items.append(.deliver(DeliveryEvent(tenantID: call.tenantID, recipients: [call.calleeID], frame: .object(incoming))))
         }
         items.append(try statusChanged(call, previous: nil, by: call.initiatorID))
@@ -72,7 +72,7 @@ enum CallEvents {
 
     /// `call.status_changed` with the whole call, to every device of both parties.
     static func statusChanged(_ call: CallRecord, previous: CallStatus?, by userID: String?) throws -> OutboxItem {
-        guard case .object(var frame) = try json(call.dto) else { throw AIIMError.internalError }
+        guard case .object(var frame) = try JSONValue(encoding: call.dto) else { throw AIIMError.internalError }
         frame["type"] = .string("call.status_changed")
         frame["previous_status"] = previous.map { .string($0.rawValue) } ?? .null
         frame["user_id"] = userID.map { .string($0) } ?? .null
@@ -136,9 +136,5 @@ enum CallEvents {
     static func duration(_ seconds: Int) -> String {
         let h = seconds / 3600, m = (seconds % 3600) / 60, s = seconds % 60
         return h > 0 ? String(format: "%d:%02d:%02d", h, m, s) : String(format: "%d:%02d", m, s)
-    }
-
-    static func json(_ value: some Encodable) throws -> JSONValue {
-        try JSONCoding.decoder.decode(JSONValue.self, from: JSONCoding.encoder.encode(value))
     }
 }

@@ -239,7 +239,7 @@ struct CallStore: Sendable {
         let outbox: Outbox = try rows.map { row in
             let id: Int64 = try row.decode("id")
             let body: String = try row.decode("body")
-            return (id: id, item: try JSONCoding.decoder.decode(OutboxItem.self, from: Data(body.utf8)))
+            return (id: id, item: try JSONCoding.decode(OutboxItem.self, from: Array(body.utf8)))
         }
         return outbox.sorted { $0.id < $1.id }
     }
@@ -252,7 +252,7 @@ struct CallStore: Sendable {
 
     private func write(_ conn: PostgresConnection, _ callID: String, _ items: [OutboxItem]) throws -> Outbox {
         guard !items.isEmpty else { return [] }
-        let bodies = try items.map { String(decoding: try JSONCoding.encoder.encode($0), as: UTF8.self) }
+        let bodies = try items.map { String(decoding: try JSONCoding.encode($0), as: UTF8.self) }
         let ids: [Int64] = try conn.query("""
             INSERT INTO call_outbox (call_id, body, claimed_until)
             SELECT $1, b::jsonb, now() + make_interval(secs => $3) FROM unnest($2::text[]) WITH ORDINALITY AS t(b, n) ORDER BY n

@@ -161,7 +161,7 @@ public struct CallsService: Sendable {
     }
 
     func encode(_ v: some Encodable) throws -> [UInt8] {
-        Array(try JSONCoding.encoder.encode(v))
+        try JSONCoding.encode(v)
     }
 }
 

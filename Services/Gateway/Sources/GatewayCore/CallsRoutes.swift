@@ -15,7 +15,7 @@ extension Gateway {
             let session = try await bus.request(try initiateCallCommand(body, actor: actor, typeKeys: ["call_type", "type"]),
                                                 timeout: busTimeout)
             var out = try callFields(session.call)
-            out["ice_configuration"] = try callJSON(session.iceConfiguration)
+            out["ice_configuration"] = try JSONValue(encoding: session.iceConfiguration)
             out["created_at"] = out["start_time"]
             return try json(JSONValue.object(out))
         }
@@ -23,7 +23,7 @@ extension Gateway {
             let actor = try context.requireIdentity().actor()
             let session = try await bus.request(AcceptCall(actor: actor, callID: try callID(context)), timeout: busTimeout)
             var out = try callFields(session.call)
-            out["ice_configuration"] = try callJSON(session.iceConfiguration)
+            out["ice_configuration"] = try JSONValue(encoding: session.iceConfiguration)
             return try json(JSONValue.object(out))
         }
         calls.post("{call_id}/ringing") { _, context in
@@ -69,14 +69,14 @@ extension Gateway {
             var out = try callFields(session.call)
             out["type"] = .string("call.initiated")
             out["to_user_id"] = .string(session.call.calleeID)
-            out["ice_configuration"] = try callJSON(session.iceConfiguration)
+            out["ice_configuration"] = try JSONValue(encoding: session.iceConfiguration)
             return .object(out)
         case "call.accept":
             let session = try await bus.request(AcceptCall(actor: actor, callID: try callID(body)), timeout: busTimeout)
             var out = try callFields(session.call)
             out["type"] = .string("call.accepted")
             out["user_id"] = .string(actor.userID)
-            out["ice_configuration"] = try callJSON(session.iceConfiguration)
+            out["ice_configuration"] = try JSONValue(encoding: session.iceConfiguration)
             return .object(out)
         case "call.ringing":
             return try callAck("call.ringing", try await bus.request(MarkCallRinging(actor: actor, callID: try callID(body)),
@@ -133,11 +133,7 @@ private func callID(_ body: JSONObject) throws -> String {
     try Validation.id(body.optionalString("call_id"), field: "call_id")
 }
 
-private func callJSON(_ value: some Encodable) throws -> JSONValue {
-    try JSONCoding.decoder.decode(JSONValue.self, from: JSONCoding.encoder.encode(value))
-}
-
 private func callFields(_ call: CallDTO) throws -> [String: JSONValue] {
-    guard case .object(let fields) = try callJSON(call) else { throw AIIMError.internalError }
+    guard case .object(let fields) = try JSONValue(encoding: call) else { throw AIIMError.internalError }
     return fields
 }

@@ -131,9 +131,9 @@ final class ConnectionHub: Sendable {
     let connections = NIOLockedValueBox<[String: [String: Connection]]>([:])
     let logger: Logger
     /// Fetches the messages after a cursor when a device sees a gap (over the bus).
-    let fetchGap: @Sendable (Connection, String, Int64) async -> [JSONValue]
+    let fetchGap: @Sendable (Connection, String, Int64) async -> [(seq: Int64, text: String)]
 
-    init(logger: Logger, fetchGap: @escaping @Sendable (Connection, String, Int64) async -> [JSONValue]) {
+    init(logger: Logger, fetchGap: @escaping @Sendable (Connection, String, Int64) async -> [(seq: Int64, text: String)]) {
         self.logger = logger
         self.fetchGap = fetchGap
     }
@@ -173,7 +173,7 @@ final class ConnectionHub: Sendable {
     }
 
     func deliver(_ event: DeliveryEvent) {
-        let text = event.frame.jsonString()
+        let text = event.frameText
         for user in Set(event.recipients) {
             for c in devices(tenant: event.tenantID, user: user) where c.id != event.excludeConnection {
                 if let m = event.membership {
@@ -201,9 +201,7 @@ final class ConnectionHub: Sendable {
                 guard let gap = c.gap(conversation), !c.overflowed else { return }
                 Counter(label: "aiim_ws_gap_fills_total").increment()
                 for frame in await fetchGap(c, conversation, gap.after) {
-                    if let seq = frame["data"]?["message"]?["seq"]?.intValue {
-                        _ = c.deliver(conversation: conversation, seq: Int64(seq), text: frame.jsonString())
-                    }
+                    _ = c.deliver(conversation: conversation, seq: frame.seq, text: frame.text)
                 }
             }
         }

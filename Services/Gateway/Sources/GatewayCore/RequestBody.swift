@@ -25,9 +25,7 @@ struct JSONObject: Sendable {
 
     static func parse(_ bytes: [UInt8]) throws -> JSONObject {
         guard String(validating: bytes, as: UTF8.self) != nil else { throw AIIMError.badRequest("body is not valid UTF-8") }
-        guard let v = try? JSONCoding.decoder.decode(JSONValue.self, from: Data(bytes)) else {
-            throw AIIMError.badRequest("body is not valid JSON")
-        }
+        guard let v = try? JSONValue(parsing: bytes) else { throw AIIMError.badRequest("body is not valid JSON") }
         return try JSONObject(v)
     }
 
@@ -80,7 +78,7 @@ extension Request {
 
 /// JSON responses.
 func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
-    let data = try JSONCoding.encoder.encode(value)
+    let data = try JSONCoding.encode(value)
     return Response(status: status, headers: [.contentType: "application/json; charset=utf-8"],
                     body: .init(byteBuffer: ByteBuffer(bytes: data)))
 }

@@ -217,7 +217,7 @@ extension Gateway {
             return nil
         case "sync":
             let result = try await bus.request(try syncCommand(frame, actor: actor), timeout: busTimeout)
-            return .object(["type": .string("sync"), "conversations": try encodeJSON(result.conversations)])
+            return .object(["type": .string("sync"), "conversations": try JSONValue(encoding: result.conversations)])
         case "subscribe":
             return try await subscribe(frame, connection: connection)
         case "unsubscribe":
@@ -266,8 +266,7 @@ extension Gateway {
             let page = try await bus.request(
                 History(actor: connection.actor, conversationID: id, beforeSeq: nil, afterSeq: cursor, limit: 200), timeout: busTimeout)
             for m in page.messages {
-                let text = messageCreatedFrame(m).jsonString()
-                connection.send(text)
+                connection.send(try messageEventText("message.created", m))
                 cursor = m.seq
             }
             if !page.hasMore || page.messages.isEmpty { break }
@@ -275,30 +274,17 @@ extension Gateway {
         return nil
     }
 
-    /// The frame of `message.created` (the same shape the messaging service publishes).
-    func messageCreatedFrame(_ m: MessageDTO) -> JSONValue {
-        let message = (try? encodeJSON(m)) ?? .null
-        return .object([
-            "type": .string("event"), "channel": .string("im:conv:\(m.conversationID)"),
-            "data": .object(["event": .string("message.created"), "conversation_id": .string(m.conversationID), "message": message]),
-        ])
-    }
-
-    /// Messages after `cursor` for a device that saw a gap, as frames.
-    func gapFrames(_ c: Connection, _ conversation: String, _ cursor: Int64) async -> [JSONValue] {
+    /// Messages after `cursor` for a device that saw a gap, as `(seq, frame text)`.
+    func gapFrames(_ c: Connection, _ conversation: String, _ cursor: Int64) async -> [(seq: Int64, text: String)] {
         do {
             let page = try await bus.request(
                 History(actor: c.actor, conversationID: conversation, beforeSeq: nil, afterSeq: cursor, limit: 200), timeout: busTimeout)
-            return page.messages.map(messageCreatedFrame)
+            return try page.messages.map { ($0.seq, try messageEventText("message.created", $0)) }
         } catch {
             logger.warning("gap fill failed", metadata: ["conversation_id": "\(conversation)", "error": "\(error)"])
             return []
         }
     }
-}
-
-func encodeJSON(_ value: some Encodable) throws -> JSONValue {
-    try JSONCoding.decoder.decode(JSONValue.self, from: JSONCoding.encoder.encode(value))
 }
 
 extension HTTPField.Name {

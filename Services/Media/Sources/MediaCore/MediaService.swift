@@ -77,7 +77,7 @@ public struct MediaService: Sendable {
     }
 
     private func reply(_ value: some Encodable) throws -> [UInt8] {
-        Array(try JSONCoding.encoder.encode(value))
+        try JSONCoding.encode(value)
     }
 
     private func logger(_ operation: String, mediaID: String? = nil, actor: Actor) -> Logger {

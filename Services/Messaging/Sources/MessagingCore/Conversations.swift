@@ -75,7 +75,7 @@ extension MessagingService {
         if created.1 {
             try await runtime.publish(DeliveryEvent(
                 tenantID: actor.tenantID, recipients: members,
-                frame: conversationEvent(dto.conversationID, "conversation.created", ["conversation": try Rows.json(dto)]),
+                frame: conversationEvent(dto.conversationID, "conversation.created", ["conversation": try JSONValue(encoding: dto)]),
                 membership: MembershipChange(conversationID: dto.conversationID, joined: members, left: [], seqBefore: 0)))
         }
         return dto

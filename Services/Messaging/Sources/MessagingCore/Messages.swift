@@ -45,8 +45,9 @@ extension MessagingService {
             content: content, replyTo: replyTo, clientMsgID: clientMsgID)
     }
 
-    /// Writes a batch of plain messages in one transaction: the conversations' rows are locked
-    /// in id order (two replicas' batches never deadlock), then one statement skips strangers
+    /// Writes a batch of plain messages in one transaction and one round trip (a pipeline of two
+    /// statements): the conversations' rows are locked in id order (two replicas' batches never
+    /// deadlock), then one statement skips strangers
     /// and repeats, takes each conversation's next `seq`s in arrival order and inserts. Events
     /// are published in `seq` order in one round trip before anyone is answered.
     func insertBatch(_ batch: [PendingSend]) async throws -> [String: SendResult] {
@@ -55,13 +56,11 @@ extension MessagingService {
             batch.map(\.messageID), batch.map(\.conversationID), batch.map(\.tenantID), batch.map(\.senderID),
             batch.map(\.kind), batch.map { $0.content.jsonString() }, batch.map(\.clientMsgID),
         ]
-        let rows = try await postgres.withTransaction { conn in
-            try conn.query("""
-                SELECT 1 FROM conversations WHERE conversation_id = ANY($1::text[])
-                ORDER BY conversation_id FOR UPDATE
-                """, [conversations])
-            return try conn.query(Self.batchInsertSQL, columns)
-        }
+        let rows = try await postgres.atomically([
+            ("SELECT 1 FROM conversations WHERE conversation_id = ANY($1::text[]) ORDER BY conversation_id FOR UPDATE",
+             [conversations]),
+            (Self.batchInsertSQL, columns),
+        ])[1]
         let traces = Dictionary(batch.map { ($0.messageID, $0.trace) }, uniquingKeysWith: { a, _ in a })
         var stored: [String: SendResult] = [:]
         var events: [(event: DeliveryEvent, trace: Trace?)] = []
@@ -184,9 +183,8 @@ extension MessagingService {
     }
 
     func createdEvent(_ message: MessageDTO, tenant: String, members: [String]) throws -> DeliveryEvent {
-        let frame = conversationEvent(message.conversationID, "message.created", ["message": try Rows.json(message)])
-        return DeliveryEvent(tenantID: tenant, recipients: members, conversationId: message.conversationID, seq: message.seq,
-                             frame: frame)
+        DeliveryEvent(tenantID: tenant, recipients: members, conversationId: message.conversationID, seq: message.seq,
+                      frameText: try messageEventText("message.created", message))
     }
 
     func history(_ cmd: History) async throws -> MessagePage {
@@ -251,7 +249,7 @@ extension MessagingService {
             """, [id, content])
         let message = try Rows.message(try rows.first.orThrow())
         try await runtime.publish(DeliveryEvent(
-            tenantID: cmd.actor.tenantID, recipients: current.members, frame: conversationEvent(message.conversationID, "message.updated", ["message": try Rows.json(message)])))
+            tenantID: cmd.actor.tenantID, recipients: current.members, frameText: try messageEventText("message.updated", message)))
         return message
     }
 

@@ -69,7 +69,7 @@ public struct MessagingService: Sendable {
     }
 
     func encode(_ v: some Encodable) throws -> [UInt8] {
-        Array(try JSONCoding.encoder.encode(v))
+        try JSONCoding.encode(v)
     }
 }
 

@@ -47,18 +47,4 @@ enum Rows {
         guard case .array(let items)? = row.optional(column, as: JSONValue.self) else { return [] }
         return items.compactMap(\.stringValue)
     }
-
-    /// Encodes a DTO as the JSON value clients receive.
-    static func json(_ value: some Encodable) throws -> JSONValue {
-        try JSONCoding.decoder.decode(JSONValue.self, from: JSONCoding.encoder.encode(value))
-    }
-}
-
-/// The frame of a conversation event, in the original's wrapping:
-/// `{"type":"event","channel":"im:conv:<id>","data":{"event":..., ...}}`.
-func conversationEvent(_ conversationID: String, _ event: String, _ fields: [String: JSONValue]) -> JSONValue {
-    var data = fields
-    data["event"] = .string(event)
-    data["conversation_id"] = .string(conversationID)
-    return .object(["type": .string("event"), "channel": .string("im:conv:\(conversationID)"), "data": .object(data)])
 }

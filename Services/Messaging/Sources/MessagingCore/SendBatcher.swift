@@ -1,5 +1,6 @@
 import AIIMPostgres
 import AIIMShared
+import Metrics
 import NIOConcurrencyHelpers
 
 /// A validated message waiting for its batch.
@@ -39,7 +40,7 @@ final class SendBatcher: Sendable {
     private let maxBatch: Int
     private let write: Write
 
-    init(maxWriters: Int = 2, maxBatch: Int = 256, write: @escaping Write) {
+    init(maxWriters: Int = 1, maxBatch: Int = 256, write: @escaping Write) {
         self.maxWriters = max(1, maxWriters)
         self.maxBatch = max(1, maxBatch)
         self.write = write
@@ -69,6 +70,7 @@ final class SendBatcher: Sendable {
                 return Array(s.queue.prefix(n))
             }
             if batch.isEmpty { return }
+            Recorder(label: "aiim_send_batch_size", aggregate: true).record(batch.count)
             do {
                 let stored = try await write(batch.map(\.send))
                 for w in batch { w.continuation.resume(returning: stored[w.send.messageID]) }

@@ -109,7 +109,7 @@ extension MessagingService {
     func publishStreamEnd(_ message: MessageDTO, tenant: String, members: [String]) async throws {
         try await runtime.publish(DeliveryEvent(
             tenantID: tenant, recipients: members,
-            frame: conversationEvent(message.conversationID, "message.stream_end", ["message": try Rows.json(message)])))
+            frameText: try messageEventText("message.stream_end", message)))
     }
 }
 

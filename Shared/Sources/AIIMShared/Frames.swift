@@ -1,0 +1,29 @@
+import Foundation
+
+/// The frame of a conversation event, in the original's wrapping:
+/// `{"type":"event","channel":"im:conv:<id>","data":{"event":..., "conversation_id":..., ...}}`.
+public func conversationEvent(_ conversationID: String, _ event: String, _ fields: [String: JSONValue]) -> JSONValue {
+    var data = fields
+    data["event"] = .string(event)
+    data["conversation_id"] = .string(conversationID)
+    return .object(["type": .string("event"), "channel": .string("im:conv:\(conversationID)"), "data": .object(data)])
+}
+
+/// The text of a conversation event that carries a message (`message.created`,
+/// `message.updated`, `message.stream_end`): the same shape as `conversationEvent` with a
+/// `message` field, the message's JSON spliced in as the encoder wrote it. Live delivery and
+/// replay both use it, so a device sees one shape whichever way a message reaches it.
+public func messageEventText(_ event: String, _ message: MessageDTO) throws -> String {
+    var out: [UInt8] = []
+    out.reserveCapacity(320)
+    out.append(contentsOf: #"{"type":"event","channel":"#.utf8)
+    JSONWriter.string("im:conv:" + message.conversationID, into: &out)
+    out.append(contentsOf: #","data":{"event":"#.utf8)
+    JSONWriter.string(event, into: &out)
+    out.append(contentsOf: #","conversation_id":"#.utf8)
+    JSONWriter.string(message.conversationID, into: &out)
+    out.append(contentsOf: #","message":"#.utf8)
+    out.append(contentsOf: try JSONCoding.encode(message))
+    out.append(contentsOf: "}}".utf8)
+    return String(decoding: out, as: UTF8.self)
+}
