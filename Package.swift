@@ -68,13 +68,16 @@ let package = Package(
             ],
             path: "Shared/Sources/AIIMShared", swiftSettings: swiftSettings
         ),
-        /// Redis over hiredis: pool, streams, consumer service, request/reply bus.
+        /// Redis with hiredis as the protocol codec over NIO sockets: pipelined connections,
+        /// streams, consumer service, request/reply bus.
         .target(
             name: "AIIMRedis",
             dependencies: ["CHiredis", "AIIMShared",
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "Metrics", package: "swift-metrics"),
+                           .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             path: "Shared/Sources/AIIMRedis", swiftSettings: swiftSettings
         ),

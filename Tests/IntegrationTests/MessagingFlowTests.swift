@@ -36,6 +36,13 @@ import Testing
         #expect(newest.json["has_more"] == .bool(true))
         let older = try await stack.http("GET", "/api/aiim/messages/\(conv)?limit=2&before_seq=4", token: bob)
         #expect(older.json["messages"]?.arrayOfSeqs == [2, 3])
+        // The original's before_id pages the same way; an id from elsewhere is refused.
+        let fourth = try #require(newest.json["messages"]?.arrayValue?.first?["message_id"]?.stringValue)
+        let byID = try await stack.http("GET", "/api/aiim/messages/\(conv)?limit=2&before_id=\(fourth)", token: bob)
+        #expect(byID.json["messages"]?.arrayOfSeqs == [2, 3])
+        let foreign = try await stack.http("GET", "/api/aiim/messages/\(conv)?before_id=no-such-message", token: bob)
+        #expect(foreign.status == 400)
+        #expect(foreign.json["error"]?["code"]?.stringValue == "validation_failed")
         let after = try await stack.http("GET", "/api/aiim/messages/\(conv)?after_seq=3", token: bob)
         #expect(after.json["messages"]?.arrayOfSeqs == [4, 5])
 

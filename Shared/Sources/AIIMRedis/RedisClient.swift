@@ -1,86 +1,85 @@
 import AIIMShared
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 import NIOPosix
 
-/// A pool of hiredis connections. Every blocking call runs on this client's own `NIOThreadPool`
-/// (never on Swift's cooperative pool); the number of threads bounds the number of connections.
-/// Broken connections are dropped and replaced on next use, so the client recovers by itself
-/// when Redis comes back.
-///
-/// `command` and `pipeline` are automatically pipelined: calls made while a writer is busy wait
-/// in a queue, and the next free writer sends everything queued in one round trip (each call's
-/// commands stay together and in order). Under load this turns one round trip per command into
-/// one per batch; an idle client still sends a lone command at once.
+/// A small set of pipelined Redis connections (`RedisConnection`: NIO sockets, hiredis codec),
+/// used round-robin. Any number of calls can be in flight on one connection, and calls made
+/// together leave in one write, so concurrency needs no more connections. A broken connection is
+/// replaced on next use, so the client recovers by itself when Redis comes back.
 public final class RedisClient: Sendable {
     public let endpoint: RedisEndpoint
-    let threadPool: NIOThreadPool
-    let idle = NIOLockedValueBox<[RedisConnection]>([])
     let commandTimeout: Duration
     let logger: Logger
-    let queue = NIOLockedValueBox(WriteQueue())
-    /// Writers (connections) sending queued commands at once.
-    let maxWriters: Int
-    /// Commands sent in one round trip at most.
-    static let maxBatch = 512
+    private let slots: [Slot]
+    private let next = NIOLockedValueBox(0)
 
-    struct WriteQueue {
-        var calls: [QueuedCall] = []
-        var writers = 0
-    }
-
-    struct QueuedCall {
-        let commands: [[[UInt8]]]
-        let done: CheckedContinuation<[RESPValue], any Error>
+    /// One connection of the pool, connected on first use and reconnected after a failure;
+    /// callers that arrive while it connects wait for the same attempt.
+    final class Slot: Sendable {
+        enum State {
+            case idle
+            case connecting(EventLoopFuture<RedisConnection>)
+            case ready(RedisConnection)
+        }
+        let state = NIOLockedValueBox(State.idle)
     }
 
     /// - Parameters:
-    ///   - poolSize: threads = maximum simultaneous connections.
-    ///   - pipelineWriters: connections sending auto-pipelined batches at once (fewer means larger
-    ///     batches); at most `poolSize`.
-    ///   - commandTimeout: bound on connect and on every command (hiredis socket timeout).
-    public init(url: String, poolSize: Int = 8, pipelineWriters: Int = 2, commandTimeout: Duration = .seconds(5),
-                logger: Logger) throws {
+    ///   - poolSize: connections.
+    ///   - commandTimeout: bound on connecting and on every command's reply.
+    public init(url: String, poolSize: Int = 4, commandTimeout: Duration = .seconds(5), logger: Logger) throws {
         endpoint = try RedisEndpoint(url: url)
-        threadPool = NIOThreadPool(numberOfThreads: max(1, poolSize))
-        threadPool.start()
-        maxWriters = max(1, min(pipelineWriters, poolSize))
+        slots = (0..<max(1, poolSize)).map { _ in Slot() }
         self.commandTimeout = commandTimeout
         self.logger = logger
     }
 
-    /// Closes every idle connection and stops the threads.
+    /// Closes every connection; calls in flight fail.
     public func shutdown() async {
-        try? await threadPool.shutdownGracefully()
-        idle.withLockedValue { conns in
-            conns.forEach { $0.close() }
-            conns.removeAll()
+        for slot in slots {
+            let old = slot.state.withLockedValue { s -> State? in defer { s = .idle }; return s }
+            if case .ready(let c)? = old { c.close() }
         }
     }
 
-    /// Leases one connection to `body` on a pool thread. The connection never escapes.
-    public func withConnection<T: Sendable>(_ body: @escaping @Sendable (RedisConnection) throws -> T) async throws -> T {
-        try await threadPool.runIfActive { [self] in
-            let conn = try checkout()
-            defer { checkin(conn) }
-            return try body(conn)
+    private typealias State = Slot.State
+
+    private func connection() async throws -> RedisConnection {
+        let slot = slots[next.withLockedValue { n in defer { n = (n + 1) % slots.count }; return n }]
+        let (endpoint, timeout) = (self.endpoint, commandTimeout)
+        let future: EventLoopFuture<RedisConnection> = slot.state.withLockedValue { s in
+            switch s {
+            case .ready(let c) where !c.isBroken:
+                return MultiThreadedEventLoopGroup.singleton.any().makeSucceededFuture(c)
+            case .connecting(let f):
+                return f
+            default:
+                let promise = MultiThreadedEventLoopGroup.singleton.any().makePromise(of: RedisConnection.self)
+                promise.completeWithTask { try await RedisConnection.connect(endpoint: endpoint, timeout: timeout) }
+                s = .connecting(promise.futureResult)
+                return promise.futureResult
+            }
         }
-    }
-
-    private func checkout() throws -> RedisConnection {
-        if let c = idle.withLockedValue({ $0.popLast() }) { return c }
-        return try RedisConnection(endpoint: endpoint, timeout: commandTimeout)
-    }
-
-    private func checkin(_ c: RedisConnection) {
-        if c.isBroken { c.close(); return }
-        idle.withLockedValue { $0.append(c) }
+        do {
+            let c = try await future.get()
+            slot.state.withLockedValue { s in
+                if case .connecting(let f) = s, f === future { s = .ready(c) }
+            }
+            return c
+        } catch {
+            slot.state.withLockedValue { s in
+                if case .connecting(let f) = s, f === future { s = .idle }
+            }
+            throw error
+        }
     }
 
     /// One command; a Redis error reply becomes a thrown `RedisError(.server)`.
     @discardableResult
     public func command(_ cmd: RedisCommand) async throws -> RESPValue {
-        let r = try await enqueue([cmd.args])[0]
+        let r = try await connection().send([cmd.args])[0]
         if case .error(let e) = r { throw RedisError(.server, e) }
         return r
     }
@@ -88,52 +87,7 @@ public final class RedisClient: Sendable {
     /// Several commands in one round trip, in order; error replies are returned in place, not thrown.
     public func pipeline(_ cmds: [RedisCommand]) async throws -> [RESPValue] {
         if cmds.isEmpty { return [] }
-        return try await enqueue(cmds.map(\.args))
-    }
-
-    private func enqueue(_ commands: [[[UInt8]]]) async throws -> [RESPValue] {
-        try await withCheckedThrowingContinuation { cont in
-            let startWriter = queue.withLockedValue { q in
-                q.calls.append(QueuedCall(commands: commands, done: cont))
-                guard q.writers < maxWriters else { return false }
-                q.writers += 1
-                return true
-            }
-            if startWriter { threadPool.submit { [self] state in write(active: state == .active) } }
-        }
-    }
-
-    /// A writer: sends whatever is queued, batch after batch, until the queue is empty.
-    private func write(active: Bool) {
-        while true {
-            let batch: [QueuedCall] = queue.withLockedValue { q in
-                var n = 0, k = 0
-                while k < q.calls.count, k == 0 || n + q.calls[k].commands.count <= Self.maxBatch {
-                    n += q.calls[k].commands.count
-                    k += 1
-                }
-                if k == 0 { q.writers -= 1 }
-                defer { q.calls.removeFirst(k) }
-                return Array(q.calls.prefix(k))
-            }
-            if batch.isEmpty { return }
-            guard active else {
-                for call in batch { call.done.resume(throwing: RedisError(.connection, "redis client is shut down")) }
-                continue
-            }
-            do {
-                let conn = try checkout()
-                defer { checkin(conn) }
-                let replies = try conn.pipeline(batch.flatMap(\.commands))
-                var offset = 0
-                for call in batch {
-                    call.done.resume(returning: Array(replies[offset..<offset + call.commands.count]))
-                    offset += call.commands.count
-                }
-            } catch {
-                for call in batch { call.done.resume(throwing: error) }
-            }
-        }
+        return try await connection().send(cmds.map(\.args))
     }
 
     /// `PING`, for readiness.
@@ -157,27 +111,26 @@ public final class RedisClient: Sendable {
         return c
     }
 
-    /// A reader with its own thread and connection, for `XREAD(GROUP) BLOCK`, so blocking reads
-    /// never starve the pool.
+    /// A reader with its own connection, for `XREAD(GROUP) BLOCK`, so a blocking read never
+    /// holds up the pool's pipelines.
     public func makeBlockingReader(block: Duration) -> RedisBlockingReader {
         RedisBlockingReader(endpoint: endpoint, block: block, logger: logger)
     }
 }
 
-/// Owns one connection and one thread for blocking stream reads. The hiredis timeout is the
-/// BLOCK time plus a margin, so a read never hangs past it.
+/// Owns one connection for blocking stream reads, one read at a time. A read with no reply
+/// within the BLOCK time plus a margin fails, so it never hangs past it.
 public final class RedisBlockingReader: Sendable {
     let endpoint: RedisEndpoint
     let block: Duration
-    let threadPool = NIOThreadPool(numberOfThreads: 1)
     let conn = NIOLockedValueBox<RedisConnection?>(nil)
+    let stopped = NIOLockedValueBox(false)
     let logger: Logger
 
     init(endpoint: RedisEndpoint, block: Duration, logger: Logger) {
         self.endpoint = endpoint
         self.block = block
         self.logger = logger
-        threadPool.start()
     }
 
     public var blockMillis: Int {
@@ -185,27 +138,26 @@ public final class RedisBlockingReader: Sendable {
         return Int(s) * 1000 + Int(a / 1_000_000_000_000_000)
     }
 
-    /// Runs a (blocking) command on the reader's thread, reconnecting if needed.
+    /// Runs a (blocking) command on the reader's connection, reconnecting if needed.
     public func command(_ cmd: RedisCommand) async throws -> RESPValue {
-        let r = try await threadPool.runIfActive { [self] in
-            let c: RedisConnection
-            if let existing = conn.withLockedValue({ $0 }), !existing.isBroken {
-                c = existing
-            } else {
-                conn.withLockedValue { $0?.close(); $0 = nil }
-                c = try RedisConnection(endpoint: endpoint, timeout: block + .seconds(5))
-                conn.withLockedValue { $0 = c }
-            }
-            return try c.command(cmd.args)
+        if stopped.withLockedValue({ $0 }) { throw RedisError(.connection, "reader is shut down") }
+        let c: RedisConnection
+        if let existing = conn.withLockedValue({ $0 }), !existing.isBroken {
+            c = existing
+        } else {
+            c = try await RedisConnection.connect(endpoint: endpoint, timeout: block + .seconds(5))
+            let old = conn.withLockedValue { v -> RedisConnection? in defer { v = c }; return v }
+            old?.close()
+            if stopped.withLockedValue({ $0 }) { c.close() }
         }
+        let r = try await c.send([cmd.args])[0]
         if case .error(let e) = r { throw RedisError(.server, e) }
         return r
     }
 
-    /// Stops the thread (after any read in progress, bounded by BLOCK), then closes the
-    /// connection; safe to call from a cancelled task.
+    /// Closes the connection; a read in progress fails at once. Safe to call from a cancelled task.
     public func shutdown() async {
-        try? await threadPool.shutdownGracefully()
+        stopped.withLockedValue { $0 = true }
         conn.withLockedValue { $0?.close(); $0 = nil }
     }
 }

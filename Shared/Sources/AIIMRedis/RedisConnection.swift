@@ -1,6 +1,8 @@
 import AIIMShared
 internal import CHiredis
 import Foundation
+import NIOCore
+import NIOPosix
 
 /// A value Redis answered with, converted from hiredis' reply before leaving the pool thread.
 public enum RESPValue: Sendable, Equatable {
@@ -61,99 +63,206 @@ public struct RedisEndpoint: Sendable, CustomStringConvertible {
     public var description: String { "redis://\(host):\(port)/\(database)" }
 }
 
-/// One hiredis connection.
-///
-/// `@unchecked Sendable`: a `redisContext` is not thread-safe, so a connection is only ever used
-/// by one thread at a time: the pool hands it to exactly one closure running on a pool thread
-/// (`RedisClient.withConnection`) and takes it back afterwards; a `RedisBlockingReader` owns
-/// its connection on its single thread. The handle never escapes those scopes.
-public final class RedisConnection: @unchecked Sendable {
-    private var ctx: UnsafeMutablePointer<redisContext>?
-    /// Set once an I/O error happened; the pool then discards the connection.
-    public private(set) var isBroken = false
+/// One Redis connection: a non-blocking NIO socket with hiredis as the protocol codec
+/// (`redisFormatCommandArgv` writes commands, a `redisReader` parses replies). Commands are
+/// pipelined: any number may be in flight, replies are matched to requests in order. No thread
+/// ever blocks on Redis, so a command costs no thread hand-off beyond the event loop's.
+public final class RedisConnection: Sendable {
+    let channel: any Channel
+    let timeout: Duration
 
-    /// Connects (blocking), authenticates and selects the database. `timeout` bounds connect
-    /// and every later read/write on this connection.
-    init(endpoint: RedisEndpoint, timeout: Duration) throws {
-        let tv = Self.timeval(timeout)
-        guard let c = redisConnectWithTimeout(endpoint.host, Int32(endpoint.port), tv) else {
-            throw RedisError(.connection, "cannot allocate redis context")
+    private init(channel: any Channel, timeout: Duration) {
+        self.channel = channel
+        self.timeout = timeout
+    }
+
+    /// Connects, authenticates and selects the database. A request that has no reply after
+    /// `timeout` closes the connection and fails with everything else in flight on it.
+    static func connect(endpoint: RedisEndpoint, timeout: Duration,
+                        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> RedisConnection {
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .connectTimeout(.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000
+                    + Int64(timeout.components.attoseconds / 1_000_000_000)))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(RESPHandler(timeout: timeout))
+                    }
+                }
+                .connect(host: endpoint.host, port: endpoint.port).get()
+        } catch {
+            throw RedisError(.connection, "connect \(endpoint): \(error)")
         }
-        if c.pointee.err != 0 {
-            let msg = Self.errstr(c)
-            redisFree(c)
-            throw RedisError(.connection, "connect \(endpoint): \(msg)")
-        }
-        redisSetTimeout(c, tv)
-        ctx = c
+        let conn = RedisConnection(channel: channel, timeout: timeout)
         do {
             if let pw = endpoint.password {
                 var args = ["AUTH"]
                 if let user = endpoint.username { args.append(user) }
                 args.append(pw)
-                if case .error(let e) = try command(args.map { Array($0.utf8) }) {
+                if case .error(let e) = try await conn.send([args.map { Array($0.utf8) }])[0] {
                     throw RedisError(.server, "AUTH failed: \(e.prefix(60))")
                 }
             }
             if endpoint.database != 0 {
-                if case .error(let e) = try command([Array("SELECT".utf8), Array(String(endpoint.database).utf8)]) {
+                if case .error(let e) = try await conn.send([["SELECT", String(endpoint.database)].map { Array($0.utf8) }])[0] {
                     throw RedisError(.server, "SELECT failed: \(e)")
                 }
             }
         } catch {
-            close()
+            conn.close()
             throw error
         }
+        return conn
     }
 
-    deinit { assert(ctx == nil, "RedisConnection dropped without close()") }
+    /// Gone: closed, or failed; the pool replaces it.
+    public var isBroken: Bool { !channel.isActive }
 
-    /// Frees the hiredis context. Idempotent.
+    /// Sends commands in order, back to back; their replies in the same order. Server errors
+    /// come back as `.error` in place; I/O errors and timeouts throw.
+    public func send(_ commands: [[[UInt8]]]) async throws -> [RESPValue] {
+        let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
+        channel.writeAndFlush(RESPRequest(commands: commands, promise: promise), promise: nil)
+        return try await promise.futureResult.get()
+    }
+
+    /// Closes the socket; requests in flight fail.
     public func close() {
-        if let c = ctx { redisFree(c) }
-        ctx = nil
-        isBroken = true
+        channel.close(promise: nil)
+    }
+}
+
+/// Commands written together and the promise of their replies.
+struct RESPRequest: Sendable {
+    let commands: [[[UInt8]]]
+    let promise: EventLoopPromise<[RESPValue]>
+}
+
+/// Encodes requests with hiredis' formatter and decodes replies with a hiredis reader; lives on
+/// its channel's event loop. Flushes are deferred to the end of the event loop's current batch
+/// of work, so requests queued together leave in one write.
+final class RESPHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = RESPRequest
+    typealias OutboundOut = ByteBuffer
+
+    private struct Waiting {
+        let expected: Int
+        var replies: [RESPValue]
+        let promise: EventLoopPromise<[RESPValue]>
+        let sent: NIODeadline
     }
 
-    /// Runs one command. Server errors come back as `.error`; I/O errors throw.
-    public func command(_ args: [[UInt8]]) throws -> RESPValue {
-        guard let c = ctx, !isBroken else { throw RedisError(.connection, "connection closed") }
-        let raw: UnsafeMutableRawPointer? = Self.withArgv(args) { argc, argv, lens in
-            redisCommandArgv(c, argc, argv, lens)
-        }
-        guard let raw else {
-            isBroken = true
-            throw RedisError(.connection, Self.errstr(c))
-        }
-        defer { freeReplyObject(raw) }
-        return Self.convert(raw.assumingMemoryBound(to: redisReply.self))
+    private var waiting = CircularBuffer<Waiting>()
+    private let reader: UnsafeMutablePointer<redisReader>
+    private let timeout: TimeAmount
+    private var flushScheduled = false
+    private var timer: RepeatedTask?
+
+    init(timeout: Duration) {
+        reader = redisReaderCreate()
+        self.timeout = .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000
+            + Int64(timeout.components.attoseconds / 1_000_000_000))
     }
 
-    /// Pipelining: appends every command, then reads every reply (one round trip).
-    public func pipeline(_ commands: [[[UInt8]]]) throws -> [RESPValue] {
-        guard let c = ctx, !isBroken else { throw RedisError(.connection, "connection closed") }
-        for args in commands {
-            let rc = Self.withArgv(args) { argc, argv, lens in redisAppendCommandArgv(c, argc, argv, lens) }
-            if rc != REDIS_OK {
-                isBroken = true
-                throw RedisError(.connection, Self.errstr(c))
+    deinit { redisReaderFree(reader) }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        // A request without a reply for `timeout` means the server or the link is stuck.
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+            let (handler, context) = loopBound.value
+            if let oldest = handler.waiting.first, oldest.sent + handler.timeout < .now() {
+                handler.failAll(RedisError(.connection, "no reply from redis in time"))
+                context.close(promise: nil)
             }
         }
-        var out: [RESPValue] = []
-        out.reserveCapacity(commands.count)
-        for _ in commands {
-            var reply: UnsafeMutableRawPointer?
-            if redisGetReply(c, &reply) != REDIS_OK || reply == nil {
-                isBroken = true
-                throw RedisError(.connection, Self.errstr(c))
-            }
-            out.append(Self.convert(reply!.assumingMemoryBound(to: redisReply.self)))
-            freeReplyObject(reply)
-        }
-        return out
     }
 
-    private static func convert(_ r: UnsafeMutablePointer<redisReply>) -> RESPValue {
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        failAll(RedisError(.connection, "connection closed"))
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let request = unwrapOutboundIn(data)
+        guard context.channel.isActive else {
+            request.promise.fail(RedisError(.connection, "connection closed"))
+            return
+        }
+        var buffer = context.channel.allocator.buffer(capacity: request.commands.reduce(0) { $0 + $1.reduce(16) { $0 + $1.count + 16 } })
+        for args in request.commands {
+            let encoded: Bool = Self.withArgv(args) { argc, argv, lens in
+                var target: UnsafeMutablePointer<CChar>?
+                let n = redisFormatCommandArgv(&target, argc, argv, lens)
+                guard n > 0, let target else { return false }
+                buffer.writeBytes(UnsafeRawBufferPointer(start: target, count: Int(n)))
+                redisFreeCommand(target)
+                return true
+            }
+            if !encoded {
+                request.promise.fail(RedisError(.protocolViolation, "cannot encode command"))
+                return
+            }
+        }
+        waiting.append(Waiting(expected: request.commands.count, replies: [], promise: request.promise, sent: .now()))
+        context.write(wrapOutboundOut(buffer), promise: promise)
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let (handler, context) = loopBound.value
+            handler.flushScheduled = false
+            context.flush()
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = unwrapInboundIn(data)
+        let fed: Int32 = bytes.withUnsafeReadableBytes { raw in
+            raw.withMemoryRebound(to: CChar.self) { redisReaderFeed(reader, $0.baseAddress, $0.count) }
+        }
+        guard fed == REDIS_OK else { return protocolError(context) }
+        while true {
+            var raw: UnsafeMutableRawPointer?
+            guard redisReaderGetReply(reader, &raw) == REDIS_OK else { return protocolError(context) }
+            guard let raw else { return }  // needs more bytes
+            let value = Self.convert(raw.assumingMemoryBound(to: redisReply.self))
+            freeReplyObject(raw)
+            guard !waiting.isEmpty else { return protocolError(context) }
+            waiting[waiting.startIndex].replies.append(value)
+            if waiting[waiting.startIndex].replies.count == waiting[waiting.startIndex].expected {
+                let done = waiting.removeFirst()
+                done.promise.succeed(done.replies)
+            }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failAll(RedisError(.connection, "connection closed by redis"))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        failAll(RedisError(.connection, "\(error)"))
+        context.close(promise: nil)
+    }
+
+    private func protocolError(_ context: ChannelHandlerContext) {
+        failAll(RedisError(.protocolViolation, "unparseable reply from redis"))
+        context.close(promise: nil)
+    }
+
+    private func failAll(_ error: RedisError) {
+        while let w = waiting.popFirst() { w.promise.fail(error) }
+    }
+
+    static func convert(_ r: UnsafeMutablePointer<redisReply>) -> RESPValue {
         let reply = r.pointee
         switch reply.type {
         case REDIS_REPLY_STRING:
@@ -177,7 +286,7 @@ public final class RedisConnection: @unchecked Sendable {
     }
 
     /// Lays the arguments out contiguously and passes hiredis pointers into that one buffer.
-    private static func withArgv<R>(
+    static func withArgv<R>(
         _ args: [[UInt8]],
         _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R
     ) -> R {
@@ -203,17 +312,6 @@ public final class RedisConnection: @unchecked Sendable {
                 }
             }
         }
-    }
-
-    private static func errstr(_ c: UnsafeMutablePointer<redisContext>) -> String {
-        withUnsafeBytes(of: c.pointee.errstr) { raw in
-            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-        }
-    }
-
-    static func timeval(_ d: Duration) -> Glibc.timeval {
-        let (s, atto) = d.components
-        return Glibc.timeval(tv_sec: Int(s), tv_usec: Int(atto / 1_000_000_000_000))
     }
 }
 

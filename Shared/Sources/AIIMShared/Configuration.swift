@@ -67,7 +67,7 @@ public struct CommonConfiguration: Sendable {
     public var httpPort: Int
     /// `LOG_LEVEL`: trace, debug, info, notice, warning, error, critical. Default info.
     public var logLevel: String
-    /// `REDIS_POOL_SIZE`: connections (and threads) for ordinary Redis commands. Default 8.
+    /// `REDIS_POOL_SIZE`: pipelined connections for ordinary Redis commands. Default 4.
     public var redisPoolSize: Int
     /// `DB_POOL_SIZE` (alias `CONNECTION_POOL_SIZE`): PostgreSQL connections. Default 10.
     public var databasePoolSize: Int
@@ -92,7 +92,7 @@ public struct CommonConfiguration: Sendable {
         httpHost = env.string("HTTP_HOST", default: "0.0.0.0")!
         httpPort = try env.int("HTTP_PORT", default: 8080)
         logLevel = env.string("LOG_LEVEL", default: "info")!.lowercased()
-        redisPoolSize = try env.int("REDIS_POOL_SIZE", default: 8)
+        redisPoolSize = try env.int("REDIS_POOL_SIZE", default: 4)
         databasePoolSize = try env.int("DB_POOL_SIZE", default: env.int("CONNECTION_POOL_SIZE", default: 10))
         queryTimeoutMillis = try env.int("QUERY_TIMEOUT", default: 5000)
         streamMaxLength = try env.int("STREAM_MAXLEN", default: 100_000)

@@ -61,6 +61,7 @@ extension Gateway {
                 actor: actor, conversationID: try context.parameters.require("id"),
                 beforeSeq: try request.intQuery("before_seq").map(Int64.init),
                 afterSeq: try request.intQuery("after_seq").map(Int64.init),
+                beforeID: request.stringQuery("before_id"),
                 limit: try Validation.limit(request.intQuery("limit")))
             return try json(try await bus.request(cmd, timeout: busTimeout))
         }

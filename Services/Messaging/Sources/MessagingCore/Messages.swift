@@ -191,7 +191,17 @@ extension MessagingService {
         let conversationID = try Validation.id(cmd.conversationID, field: "conversation_id")
         let limit = try Validation.limit(cmd.limit)
         try await requireMember(cmd.actor, conversationID)
-        return try await page(conversationID, after: cmd.afterSeq, before: cmd.beforeSeq, limit: limit)
+        var before = cmd.beforeSeq
+        if let beforeID = try Validation.optionalID(cmd.beforeID, field: "before_id") {
+            guard before == nil else { throw AIIMError.validation("give before_seq or before_id, not both") }
+            let rows = try await postgres.query(
+                "SELECT seq FROM im_messages WHERE message_id = $1 AND conversation_id = $2", [beforeID, conversationID])
+            guard let seq: Int64 = rows.first?.optional("seq") else {
+                throw AIIMError.validation("before_id must be a message of this conversation")
+            }
+            before = seq
+        }
+        return try await page(conversationID, after: cmd.afterSeq, before: before, limit: limit)
     }
 
     func page(_ conversationID: String, after: Int64?, before: Int64?, limit: Int) async throws -> MessagePage {

@@ -107,6 +107,7 @@ public struct MessagePage: Codable, Sendable {
 
 /// History, ascending by `seq`. Neither bound: the newest `limit`. `afterSeq`: the oldest
 /// `limit` after it (catch-up). `beforeSeq`: the `limit` just before it (scroll back).
+/// `beforeID`: the original's paging parameter, the same as `beforeSeq` of that message.
 public struct History: BusCommand {
     public typealias Response = MessagePage
     public static let type = "message.history"
@@ -115,10 +116,11 @@ public struct History: BusCommand {
     public var conversationID: String
     public var beforeSeq: Int64?
     public var afterSeq: Int64?
+    public var beforeID: String?
     public var limit: Int
-    public init(actor: Actor, conversationID: String, beforeSeq: Int64?, afterSeq: Int64?, limit: Int) {
+    public init(actor: Actor, conversationID: String, beforeSeq: Int64?, afterSeq: Int64?, beforeID: String? = nil, limit: Int) {
         self.actor = actor; self.conversationID = conversationID; self.beforeSeq = beforeSeq
-        self.afterSeq = afterSeq; self.limit = limit
+        self.afterSeq = afterSeq; self.beforeID = beforeID; self.limit = limit
     }
 }
 
