@@ -13,7 +13,7 @@ import FoundationNetworking
 // aiim-bench: measures a running AIIM (see Benchmarks/README.md).
 //   aiim-bench bus-rtt   --requests 10000 [--concurrency 1]            (REDIS_URL)
 //   aiim-bench ws-load   --gateway 127.0.0.1:PORT --clients 20 --conversations 10
-//                        [--rate 1000 | --rate 0 (as fast as possible)] --seconds 10 [--pids "1 2"]  (JWT_SECRET)
+//                        [--rate 1000 | --rate 0 --window 4 (as fast as possible)] --seconds 10 [--pids "1 2"]  (JWT_SECRET)
 
 struct Options {
     var values: [String: String] = [:]
@@ -80,17 +80,26 @@ final class LoadClient: Sendable {
     let writer = NIOLockedValueBox<WebSocketOutboundWriter?>(nil)
     let sentAt = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
     let lastSeq = NIOLockedValueBox<[String: Int]>([:])
+    /// Closed loop (`--rate 0`): acks not yet received free a slot of the window.
+    let acked: AsyncStream<Void>.Continuation
+    let acks: AsyncStream<Void>
     let stats: Stats
     let user: String
-    init(user: String, stats: Stats) { self.user = user; self.stats = stats }
+    init(user: String, stats: Stats) {
+        self.user = user; self.stats = stats
+        (acks, acked) = AsyncStream.makeStream(of: Void.self)
+    }
 }
 
 final class Stats: Sendable {
     let ack = NIOLockedValueBox(Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three))
     let deliver = NIOLockedValueBox(Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three))
-    let counters = NIOLockedValueBox((accepted: 0, delivered: 0, errors: 0, outOfOrder: 0, duplicates: 0))
+    let counters = NIOLockedValueBox((accepted: 0, delivered: 0, toOthers: 0, errors: 0, outOfOrder: 0, duplicates: 0))
     /// client_msg_id → send instant, for send→deliver latency seen by other members.
     let sendTimes = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
+    /// When the last ack and the last delivery to another member arrived: rates are counted up to them.
+    let lastAck = NIOLockedValueBox(ContinuousClock.now)
+    let lastDelivery = NIOLockedValueBox(ContinuousClock.now)
 }
 
 func http(_ method: String, _ url: String, token: String, body: JSONValue) async throws -> JSONValue {
@@ -139,8 +148,11 @@ func wsLoad(_ o: Options) async throws {
                        let at = c.sentAt.withLockedValue({ $0.removeValue(forKey: cid) }) {
                         stats.ack.withLockedValue { _ = $0.record(UInt64(max(0, micros(now - at)))) }
                         stats.counters.withLockedValue { $0.accepted += 1 }
+                        stats.lastAck.withLockedValue { $0 = now }
+                        c.acked.yield()
                     } else if f["type"]?.stringValue == "error" {
                         stats.counters.withLockedValue { $0.errors += 1 }
+                        c.acked.yield()
                     } else if f["data"]?["event"]?.stringValue == "message.created", let msg = f["data"]?["message"],
                               let conv = msg["conversation_id"]?.stringValue, let seq = msg["seq"]?.intValue {
                         let prev = c.lastSeq.withLockedValue { s -> Int? in defer { s[conv] = max(s[conv] ?? 0, seq) }; return s[conv] }
@@ -151,6 +163,8 @@ func wsLoad(_ o: Options) async throws {
                         if msg["sender_id"]?.stringValue != c.user, let cid = msg["client_msg_id"]?.stringValue,
                            let at = stats.sendTimes.withLockedValue({ $0[cid] }) {
                             stats.deliver.withLockedValue { _ = $0.record(UInt64(max(0, micros(now - at)))) }
+                            stats.counters.withLockedValue { $0.toOthers += 1 }
+                            stats.lastDelivery.withLockedValue { $0 = now }
                         }
                     }
                 }
@@ -161,32 +175,56 @@ func wsLoad(_ o: Options) async throws {
     try await Task.sleep(for: .milliseconds(300))
     let pids = o.string("pids", "").split(separator: " ").map(String.init)
     let before = pids.map { processStats($0) }
-    print("ws-load: \(clients) clients, \(conversations) conversations, offered \(rate == 0 ? "max" : "\(rate) msg/s"), \(seconds) s")
+    let window = max(1, o.int("window", 4))
+    let conversationOf = convOf
+    print("ws-load: \(clients) clients, \(conversations) conversations, offered \(rate == 0 ? "max (closed loop, \(window) in flight per client)" : "\(rate) msg/s"), \(seconds) s")
     let start = ContinuousClock.now
     let end = start + .seconds(seconds)
-    var sent = 0
-    // Open-loop sender: paces the offered rate across all clients.
-    let interval: Duration = rate > 0 ? .nanoseconds(1_000_000_000 / rate) : .zero
-    var next = start
-    while ContinuousClock.now < end {
-        let i = sent % clients
+    let sentCount = NIOLockedValueBox(0)
+    /// Sends one message from client `i`; false once the writer is gone.
+    @Sendable func send(_ i: Int) async {
         let c = load[i]
-        let cid = "\(run)-\(sent)"
+        let cid = "\(run)-\(sentCount.withLockedValue { n in defer { n += 1 }; return n })"
         let now = ContinuousClock.now
         c.sentAt.withLockedValue { $0[cid] = now }
         stats.sendTimes.withLockedValue { $0[cid] = now }
-        let frame: JSONValue = ["type": "send_msg", "conversation_id": .string(convOf[i] ?? ""), "content": "load", "client_msg_id": .string(cid)]
+        let frame: JSONValue = ["type": "send_msg", "conversation_id": .string(conversationOf[i] ?? ""), "content": "load", "client_msg_id": .string(cid)]
         if let w = c.writer.withLockedValue({ $0 }) {
             do { try await w.write(.text(frame.jsonString())) } catch { stats.counters.withLockedValue { $0.errors += 1 } }
         }
-        sent += 1
-        if rate > 0 {
+    }
+    if rate > 0 {
+        // Open loop: paces the offered rate across all clients, whatever the answers.
+        let interval: Duration = .nanoseconds(1_000_000_000 / rate)
+        var next = start
+        var k = 0
+        while ContinuousClock.now < end {
+            await send(k % clients)
+            k += 1
             next += interval
             if next > ContinuousClock.now { try await Task.sleep(until: next) }
-        } else if sent % 200 == 0 {
-            await Task.yield()
+        }
+    } else {
+        // Closed loop: every client keeps `window` messages in flight and sends the next one
+        // when an ack (or error) frees a slot; the rate is what the system sustains.
+        await withTaskGroup(of: Void.self) { g in
+            g.addTask {
+                // A lost ack must not keep a client waiting past the end of the run.
+                try? await Task.sleep(until: end)
+                for c in load { c.acked.finish() }
+            }
+            for i in load.indices {
+                g.addTask {
+                    for _ in 0..<window { await send(i) }
+                    for await _ in load[i].acks {
+                        if ContinuousClock.now >= end { break }
+                        await send(i)
+                    }
+                }
+            }
         }
     }
+    let sent = sentCount.withLockedValue { $0 }
     let sendSecs = Double(micros(ContinuousClock.now - start)) / 1e6
     // Let in-flight messages land.
     let drainEnd = ContinuousClock.now + .seconds(10)
@@ -195,10 +233,13 @@ func wsLoad(_ o: Options) async throws {
     }
     try await Task.sleep(for: .milliseconds(500))
     let total = Double(micros(ContinuousClock.now - start)) / 1e6
+    let ackSecs = max(sendSecs, Double(micros(stats.lastAck.withLockedValue { $0 } - start)) / 1e6)
+    let deliverSecs = max(sendSecs, Double(micros(stats.lastDelivery.withLockedValue { $0 } - start)) / 1e6)
     let c = stats.counters.withLockedValue { $0 }
     let membersPer = Double(clients) / Double(conversations)
-    print(String(format: "sent %d in %.1f s (%.0f msg/s offered); accepted %d (%.0f msg/s); delivered %d events (%.0f/s, %.1f devices per conversation)",
-                 sent, sendSecs, Double(sent) / sendSecs, c.accepted, Double(c.accepted) / total, c.delivered, Double(c.delivered) / total, membersPer))
+    print(String(format: "sent %d in %.1f s (%.0f msg/s offered); accepted %d (%.0f msg/s); delivered to the other members %d (%.0f msg/s); events on all devices incl. the sender's own %d (%.1f devices per conversation)",
+                 sent, sendSecs, Double(sent) / sendSecs, c.accepted, Double(c.accepted) / ackSecs, c.toOthers, Double(c.toOthers) / deliverSecs,
+                 c.delivered, membersPer))
     print("not acknowledged when the run ended (still queued, or lost): \(sent - c.accepted), errors: \(c.errors), out of order: \(c.outOfOrder), duplicates: \(c.duplicates)")
     report("send→ack", stats.ack.withLockedValue { $0 })
     report("send→deliver (other members)", stats.deliver.withLockedValue { $0 })
