@@ -49,6 +49,8 @@ public final class RedisClient: Sendable {
     private func connection() async throws -> RedisConnection {
         let slot = slots[next.withLockedValue { n in defer { n = (n + 1) % slots.count }; return n }]
         let (endpoint, timeout) = (self.endpoint, commandTimeout)
+        // The common case answers at once: awaiting even a completed future hops to its event loop.
+        if case .ready(let c) = slot.state.withLockedValue({ $0 }), !c.isBroken { return c }
         let future: EventLoopFuture<RedisConnection> = slot.state.withLockedValue { s in
             switch s {
             case .ready(let c) where !c.isBroken:

@@ -38,16 +38,15 @@ public struct BackendRuntime: Sendable {
 
     /// Publishes a delivery event for devices on the shared events stream.
     public func publish(_ event: DeliveryEvent) async throws {
-        let env = try Envelope.make(type: DeliveryEvent.type, payload: event, origin: origin)
-        try await redis.xadd(StreamNames.events, maxLen: config.streamMaxLength, envelope: env)
+        try await redis.xadd(StreamNames.events, maxLen: config.streamMaxLength, envelope: event.envelope(trace: nil, origin: origin))
     }
 
     /// Publishes several delivery events in one round trip, in the given order, each under its
     /// own request's trace.
     public func publish(_ events: [(event: DeliveryEvent, trace: Trace?)]) async throws {
         let commands = try events.map {
-            RedisClient.xaddCommand(StreamNames.events, maxLen: config.streamMaxLength, envelope: try Envelope.make(
-                type: DeliveryEvent.type, payload: $0.event, trace: $0.trace, origin: origin))
+            RedisClient.xaddCommand(StreamNames.events, maxLen: config.streamMaxLength,
+                                    envelope: try $0.event.envelope(trace: $0.trace, origin: origin))
         }
         for r in try await redis.pipeline(commands) {
             if case .error(let e) = r { throw RedisError(.server, e) }

@@ -107,14 +107,18 @@ extension EnvelopeHeader {
     }
 }
 
-/// One stream entry: a header and a JSON payload.
+/// One stream entry: a header, a JSON payload and, optionally, an attachment: bytes that
+/// travel beside the payload unparsed (field `a`), so a large opaque part such as a rendered
+/// frame is neither escaped into the payload's JSON nor unescaped out of it.
 public struct Envelope: Sendable {
     public var header: EnvelopeHeader
     public var payload: [UInt8]
+    public var attachment: [UInt8]?
 
-    public init(header: EnvelopeHeader, payload: [UInt8]) {
+    public init(header: EnvelopeHeader, payload: [UInt8], attachment: [UInt8]? = nil) {
         self.header = header
         self.payload = payload
+        self.attachment = attachment
     }
 
     /// A new envelope under the current trace (or a new root trace).
@@ -133,7 +137,9 @@ public struct Envelope: Sendable {
 
     /// Stream fields for XADD.
     public var fields: [(String, [UInt8])] {
-        [("h", header.json.jsonBytes()), ("p", payload)]
+        var f = [("h", header.json.jsonBytes()), ("p", payload)]
+        if let attachment { f.append(("a", attachment)) }
+        return f
     }
 
     /// Parses stream fields; throws `unknownType`/`unsupportedVersion`/`badRequest` for entries
@@ -147,7 +153,7 @@ public struct Envelope: Sendable {
         guard header.version == EnvelopeHeader.currentVersion else {
             throw AIIMError(.unsupportedVersion, "unsupported envelope version \(header.version)")
         }
-        self.init(header: header, payload: fields["p"] ?? [])
+        self.init(header: header, payload: fields["p"] ?? [], attachment: fields["a"])
     }
 
     public func decode<P: Decodable>(_ type: P.Type = P.self) throws -> P {
@@ -227,6 +233,22 @@ public struct DeliveryEvent: Codable, Sendable {
     public var frame: JSONValue { (try? JSONValue(parsing: frameText)) ?? .null }
 
     public static let type = "deliver"
+
+    /// The event as a stream entry: routing fields in the payload, the frame as the attachment.
+    public func envelope(trace: Trace?, origin: String?) throws -> Envelope {
+        var routing = self
+        routing.frameText = ""
+        var env = try Envelope.make(type: Self.type, payload: routing, trace: trace, origin: origin)
+        env.attachment = Array(frameText.utf8)
+        return env
+    }
+
+    /// Reads what `envelope(trace:origin:)` wrote (or an event with its frame in the payload).
+    public init(envelope env: Envelope) throws {
+        guard env.header.type == Self.type else { throw AIIMError(.unknownType, "not a delivery event: \(env.header.type)") }
+        self = try env.decode(DeliveryEvent.self)
+        if let frame = env.attachment { frameText = String(decoding: frame, as: UTF8.self) }
+    }
 }
 
 /// Users who joined or left a conversation, and its `seq` before the change.

@@ -193,9 +193,11 @@ struct JSONReader {
                 default: throw error("invalid escape")
                 }
             default:
-                if c < 0x20 { throw error("control character in string") }
-                out.append(c)
-                i += 1
+                // A run of plain bytes up to the next quote, backslash or control character.
+                let run = i
+                while i < bytes.count, bytes[i] >= 0x20, bytes[i] != UInt8(ascii: "\""), bytes[i] != UInt8(ascii: "\\") { i += 1 }
+                if i == run { throw error("control character in string") }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<i]))
             }
         }
         throw error("unterminated string")

@@ -163,8 +163,7 @@ final class ConnectionHub: Sendable {
     /// Delivers entries of the events stream to local devices.
     func dispatch(_ entries: [StreamEntry]) async {
         for entry in entries {
-            guard let env = try? Envelope(fields: entry.fields), env.header.type == DeliveryEvent.type,
-                  let event = try? env.decode(DeliveryEvent.self) else {
+            guard let env = try? Envelope(fields: entry.fields), let event = try? DeliveryEvent(envelope: env) else {
                 logger.error("malformed delivery event", metadata: ["entry": "\(entry.id)"])
                 continue
             }
