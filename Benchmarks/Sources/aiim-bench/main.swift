@@ -100,6 +100,9 @@ final class Stats: Sendable {
     /// When the last ack and the last delivery to another member arrived: rates are counted up to them.
     let lastAck = NIOLockedValueBox(ContinuousClock.now)
     let lastDelivery = NIOLockedValueBox(ContinuousClock.now)
+    /// `--timeline`: send→deliver latencies by second of the run, to see when a tail happens.
+    let bySecond = NIOLockedValueBox<[Int: Histogram<UInt64>]>([:])
+    let start = NIOLockedValueBox(ContinuousClock.now)
 }
 
 func http(_ method: String, _ url: String, token: String, body: JSONValue) async throws -> JSONValue {
@@ -164,6 +167,11 @@ func wsLoad(_ o: Options) async throws {
                            let at = stats.sendTimes.withLockedValue({ $0[cid] }) {
                             stats.deliver.withLockedValue { _ = $0.record(UInt64(max(0, micros(now - at)))) }
                             stats.counters.withLockedValue { $0.toOthers += 1 }
+                            let second = Int(micros(at - stats.start.withLockedValue { $0 }) / 1_000_000)
+                            stats.bySecond.withLockedValue {
+                                _ = $0[second, default: Histogram(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .two)]
+                                    .record(UInt64(max(0, micros(now - at))))
+                            }
                             stats.lastDelivery.withLockedValue { $0 = now }
                         }
                     }
@@ -179,6 +187,7 @@ func wsLoad(_ o: Options) async throws {
     let conversationOf = convOf
     print("ws-load: \(clients) clients, \(conversations) conversations, offered \(rate == 0 ? "max (closed loop, \(window) in flight per client)" : "\(rate) msg/s"), \(seconds) s")
     let start = ContinuousClock.now
+    stats.start.withLockedValue { $0 = start }
     let end = start + .seconds(seconds)
     let sentCount = NIOLockedValueBox(0)
     /// Sends one message from client `i`; false once the writer is gone.
@@ -243,6 +252,12 @@ func wsLoad(_ o: Options) async throws {
     print("not acknowledged when the run ended (still queued, or lost): \(sent - c.accepted), errors: \(c.errors), out of order: \(c.outOfOrder), duplicates: \(c.duplicates)")
     report("send→ack", stats.ack.withLockedValue { $0 })
     report("send→deliver (other members)", stats.deliver.withLockedValue { $0 })
+    if o.values["timeline"] != nil {
+        for (second, h) in stats.bySecond.withLockedValue({ $0 }).sorted(by: { $0.key < $1.key }) {
+            print(String(format: "  second %2d: n=%d p50=%.2fms p99=%.2fms max=%.2fms", second, h.totalCount,
+                         Double(h.valueAtPercentile(50)) / 1000, Double(h.valueAtPercentile(99)) / 1000, Double(h.max) / 1000))
+        }
+    }
     for (pid, b) in zip(pids, before) {
         if let b, let a = processStats(pid) {
             print(String(format: "pid %@: cpu %.1f s (%.0f%% of one core), rss %.0f MB", pid, a.cpu - b.cpu, (a.cpu - b.cpu) / total * 100, a.rssMB))

@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import Metrics
 import Prometheus
 import ServiceLifecycle
@@ -7,6 +9,14 @@ import UnixSignals
 
 /// Bootstraps process-wide logging and metrics; call once from `main`.
 public enum ProcessBootstrap {
+    /// Runs Swift Concurrency's tasks on NIO's event loops (the threads that already do the
+    /// sockets) instead of a second pool, so a message moves between tasks and sockets without
+    /// a thread hand-off at each step. Call first thing in `main`, on the main thread. Safe
+    /// because no task blocks: PostgreSQL calls run on their own thread pool.
+    public static func runTasksOnEventLoops() {
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+    }
+
     public static func run(service: ServiceName, config: CommonConfiguration) -> PrometheusCollectorRegistry {
         JSONLogHandler.bootstrap(service: service.rawValue, instance: config.instanceID, level: config.logLevel)
         let registry = PrometheusCollectorRegistry()

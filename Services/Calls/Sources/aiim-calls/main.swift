@@ -2,6 +2,8 @@ import AIIMServiceKit
 import AIIMShared
 import CallsCore
 
+ProcessBootstrap.runTasksOnEventLoops()
+
 let service: CallsService
 do {
     let config = try CommonConfiguration(service: .calls, requireDatabase: true)

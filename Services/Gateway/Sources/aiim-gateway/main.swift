@@ -3,6 +3,8 @@ import AIIMShared
 import Foundation
 import GatewayCore
 
+ProcessBootstrap.runTasksOnEventLoops()
+
 // `aiim-gateway mint-token --user U [--tenant T] [--ttl SECONDS]` prints a development token
 // signed with JWT_SECRET; without arguments the gateway serves.
 let args = CommandLine.arguments

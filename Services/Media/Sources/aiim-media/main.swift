@@ -2,6 +2,8 @@ import AIIMServiceKit
 import AIIMShared
 import MediaCore
 
+ProcessBootstrap.runTasksOnEventLoops()
+
 let service: MediaService
 do {
     let config = try CommonConfiguration(service: .media, requireDatabase: true)

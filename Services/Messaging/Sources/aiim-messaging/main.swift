@@ -2,6 +2,8 @@ import AIIMServiceKit
 import AIIMShared
 import MessagingCore
 
+ProcessBootstrap.runTasksOnEventLoops()
+
 let messaging: MessagingService
 do {
     let config = try CommonConfiguration(service: .messaging, requireDatabase: true)
