@@ -252,6 +252,37 @@ import Testing
         await alice.close()
     }
 
+    @Test func webSocketFramesObeyThePerUserRateLimitAndEveryFrameIsAnswered() async throws {
+        let stack = try await Stack.start(env: ["RATE_LIMIT_PER_SEC": "5"])
+        defer { Task { await stack.stop() } }  // unstructured: defer cannot await
+        let conv = try await stack.conversation(owner: "alice", members: ["bob"])
+        let ws = try await WSTestClient.connect(port: stack.ports[0], token: try await stack.token("alice"))
+        for i in 0..<30 {
+            try await ws.send(.object(["type": "send_msg", "conversation_id": .string(conv), "content": .string("m\(i)"),
+                                       "client_msg_id": .string("rl-\(i)")]))
+        }
+        // Every frame is answered: an ack, or rate_limited naming its client_msg_id and a delay.
+        @Sendable func answers() -> [JSONValue] {
+            ws.received.withLockedValue { $0.filter { ($0["client_msg_id"]?.stringValue ?? "").hasPrefix("rl-") } }
+        }
+        #expect(try await eventually(timeout: .seconds(20)) { answers().count == 30 })
+        let acked = answers().filter { $0["type"]?.stringValue == "ack" }
+        let limited = answers().filter { $0["code"]?.stringValue == "rate_limited" }
+        #expect(acked.count + limited.count == 30)
+        #expect(acked.count >= 10, "the burst (twice the per-second budget) passes")
+        #expect(limited.count >= 10)
+        #expect(limited.allSatisfy { ($0["retry_after_ms"]?.intValue ?? 0) > 0 })
+        // Exactly the acknowledged messages are stored.
+        let history = try await stack.http("GET", "/api/aiim/messages/\(conv)?limit=100", token: try await stack.token("bob"))
+        #expect(history.json["messages"]?.arrayOfSeqs == Array(1...acked.count))
+        // Pings are never limited; after a pause, sends pass again.
+        #expect(try await ws.request(["type": "ping"])?["type"]?.stringValue == "pong")
+        try await Task.sleep(for: .milliseconds(1100))
+        let again = try await ws.request(["type": "send_msg", "conversation_id": .string(conv), "content": "later"])
+        #expect(again?["type"]?.stringValue == "ack")
+        await ws.close()
+    }
+
     @Test func aSlowDeviceIsCutOffWithoutSlowingOthers() async throws {
         let stack = try await Stack.start(env: ["WS_SEND_QUEUE": "8"])
         defer { Task { await stack.stop() } }  // unstructured: defer cannot await

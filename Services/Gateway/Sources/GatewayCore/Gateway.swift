@@ -43,6 +43,7 @@ public struct Gateway: Sendable {
     let hub: ConnectionHub
     let presence: PresenceTracker
     let apiKeyCache = NIOLockedValueBox<[String: (Identity, ContinuousClock.Instant)]>([:])
+    let frameLimiter: FrameRateLimiter
 
     public init(config: GatewayConfiguration, registry: PrometheusCollectorRegistry) async throws {
         self.config = config
@@ -55,6 +56,7 @@ public struct Gateway: Sendable {
         auth = await Authenticator(secret: config.jwtSecret, issuer: config.jwtIssuer, defaultTenant: config.defaultTenant)
         readiness = Readiness(components: ["redis"])
         presence = PresenceTracker(redis: redis, instance: config.common.instanceID)
+        frameLimiter = FrameRateLimiter(perSecond: config.rateLimitPerSecond)
         let box = NIOLockedValueBox<Gateway?>(nil)
         hub = ConnectionHub(logger: logger) { c, conv, cursor in
             await box.withLockedValue { $0 }?.gapFrames(c, conv, cursor) ?? []
