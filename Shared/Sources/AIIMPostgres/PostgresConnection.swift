@@ -180,16 +180,10 @@ public final class PostgresConnection: @unchecked Sendable {
     @discardableResult
     public func query(_ sql: String, _ params: [any PostgresEncodable] = []) throws -> PostgresResult {
         guard let c = conn else { throw PostgresError(sqlState: nil, description: "connection closed", isConnectionError: true) }
-        let texts: [String?] = params.map { $0.postgresText }
-        var cStrings: [UnsafeMutablePointer<CChar>?] = texts.map { $0.map { strdup($0)! } }
-        defer { cStrings.forEach { free($0) } }
         let name = try preparedName(sql, conn: c)
-        let res: OpaquePointer? = cStrings.withUnsafeMutableBufferPointer { buf in
-            buf.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: max(1, buf.count)) { p in
-                let values = texts.isEmpty ? nil : p
-                if let name { return PQexecPrepared(c, name, Int32(texts.count), values, nil, nil, 0) }
-                return PQexecParams(c, sql, Int32(texts.count), nil, values, nil, nil, 0)
-            }
+        let res: OpaquePointer? = Self.withValues(params) { n, values in
+            if let name { return PQexecPrepared(c, name, n, values, nil, nil, 0) }
+            return PQexecParams(c, sql, n, nil, values, nil, nil, 0)
         }
         do {
             return try Self.consume(res, conn: c)
@@ -212,15 +206,9 @@ public final class PostgresConnection: @unchecked Sendable {
         guard PQenterPipelineMode(c) == 1 else { throw Self.connectionError(c) }
         var sendFailed = false
         for (statement, name) in zip(statements, names) {
-            let texts: [String?] = statement.params.map { $0.postgresText }
-            var cStrings: [UnsafeMutablePointer<CChar>?] = texts.map { $0.map { strdup($0)! } }
-            defer { cStrings.forEach { free($0) } }
-            let ok: Int32 = cStrings.withUnsafeMutableBufferPointer { buf in
-                buf.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: max(1, buf.count)) { p in
-                    let values = texts.isEmpty ? nil : p
-                    if let name { return PQsendQueryPrepared(c, name, Int32(texts.count), values, nil, nil, 0) }
-                    return PQsendQueryParams(c, statement.sql, Int32(texts.count), nil, values, nil, nil, 0)
-                }
+            let ok: Int32 = Self.withValues(statement.params) { n, values in
+                if let name { return PQsendQueryPrepared(c, name, n, values, nil, nil, 0) }
+                return PQsendQueryParams(c, statement.sql, n, nil, values, nil, nil, 0)
             }
             if ok != 1 { sendFailed = true; break }
         }
@@ -254,6 +242,19 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         if let firstError { throw firstError }
         return results
+    }
+
+    /// The parameters as libpq wants them (text format, NULL for nil), valid inside `body` only.
+    private static func withValues<R>(
+        _ params: [any PostgresEncodable], _ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> R
+    ) -> R {
+        var cStrings: [UnsafeMutablePointer<CChar>?] = params.map { $0.postgresText.map { strdup($0)! } }
+        defer { cStrings.forEach { free($0) } }
+        return cStrings.withUnsafeMutableBufferPointer { buf in
+            buf.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: max(1, buf.count)) { p in
+                body(Int32(buf.count), buf.isEmpty ? nil : UnsafePointer(p))
+            }
+        }
     }
 
     private static func connectionError(_ c: OpaquePointer) -> PostgresError {
