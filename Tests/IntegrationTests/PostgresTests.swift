@@ -40,6 +40,37 @@ import Testing
         await pg.shutdown()
     }
 
+    @Test func textArraysCarryAnyStringAndStatementsArePreparedOnce() async throws {
+        let pg = try PostgresClient(url: try TestEnv.databaseURL(), poolSize: 1, logger: TestLog.logger)
+        let tricky = [#"quote " inside"#, #"back\slash"#, "comma, brace } { ", "", "NULL", "ünï 😀", "x'); DROP TABLE t; --"]
+        for _ in 0..<3 {  // the same SQL again runs the prepared statement
+            let rows = try await pg.query("SELECT unnest($1::text[]) AS v", [tricky])
+            #expect(rows.rows.map { $0.optional("v", as: String.self) } == tricky)
+        }
+        let prepared = try await pg.query("SELECT count(*) AS c FROM pg_prepared_statements WHERE statement LIKE 'SELECT unnest%'")
+        #expect(prepared.first?.optional("c", as: Int.self) == 1)
+        await pg.shutdown()
+    }
+
+    @Test func pipelinedStatementsCommitOrFailTogether() async throws {
+        let schema = uniqueName("pipe")
+        let pg = try PostgresClient(url: try await TestEnv.isolatedDatabaseURL(schema: schema), poolSize: 1, logger: TestLog.logger)
+        try await pg.query("CREATE TABLE t (id int PRIMARY KEY)")
+        let ok = try await pg.atomically([("INSERT INTO t VALUES ($1)", [1]), ("INSERT INTO t VALUES ($1) RETURNING id", [2])])
+        #expect(ok.count == 2 && ok[1].first?.optional("id", as: Int.self) == 2)
+        do {
+            _ = try await pg.atomically([("INSERT INTO t VALUES ($1)", [3]), ("INSERT INTO t VALUES ($1)", [1]),
+                                         ("INSERT INTO t VALUES ($1)", [4])])
+            Issue.record("a duplicate key inside the pipeline went through")
+        } catch let e as PostgresError {
+            #expect(e.isUniqueViolation)
+        }
+        // Nothing of the failed group stayed (3 was rolled back, 4 never ran); the connection still works.
+        let ids = try await pg.query("SELECT id FROM t ORDER BY id").rows.compactMap { $0.optional("id", as: Int.self) }
+        #expect(ids == [1, 2])
+        await pg.shutdown()
+    }
+
     @Test func statementTimeoutBoundsEveryQuery() async throws {
         let pg = try PostgresClient(url: try TestEnv.databaseURL(), poolSize: 1, statementTimeoutMillis: 200, logger: TestLog.logger)
         let start = ContinuousClock.now
