@@ -44,8 +44,7 @@ public final class BusClient: Service, Sendable {
 
     /// Sends `command` and waits for its reply. Throws the service's `AIIMError`, or `timeout`.
     public func request<C: BusCommand>(_ command: C, timeout: Duration = .seconds(5)) async throws -> C.Response {
-        let deadline = Timestamp.nowMillis() + Int64(timeout.components.seconds * 1000)
-            + Int64(timeout.components.attoseconds / 1_000_000_000_000_000)
+        let deadline = Timestamp.nowMillis() + timeout.wholeMilliseconds
         let env = try Envelope.make(type: C.type, payload: command, replyTo: replyStream, deadline: deadline,
                                     origin: instance)
         let id = env.header.id

@@ -135,10 +135,7 @@ public final class RedisBlockingReader: Sendable {
         self.logger = logger
     }
 
-    public var blockMillis: Int {
-        let (s, a) = block.components
-        return Int(s) * 1000 + Int(a / 1_000_000_000_000_000)
-    }
+    public var blockMillis: Int { Int(block.wholeMilliseconds) }
 
     /// Runs a (blocking) command on the reader's connection, reconnecting if needed.
     public func command(_ cmd: RedisCommand) async throws -> RESPValue {

@@ -83,8 +83,7 @@ public final class RedisConnection: Sendable {
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: group)
-                .connectTimeout(.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000
-                    + Int64(timeout.components.attoseconds / 1_000_000_000)))
+                .connectTimeout(TimeAmount(timeout))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
@@ -163,8 +162,7 @@ final class RESPHandler: ChannelDuplexHandler {
 
     init(timeout: Duration) {
         reader = redisReaderCreate()
-        self.timeout = .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000
-            + Int64(timeout.components.attoseconds / 1_000_000_000))
+        self.timeout = TimeAmount(timeout)
     }
 
     deinit { redisReaderFree(reader) }

@@ -126,8 +126,7 @@ public final class StreamConsumer: Service, Sendable {
 
     /// Claims entries idle past `reclaimIdle` from any consumer, with their delivery counts.
     func reclaim(limit: Int) async throws -> [(StreamEntry, Int)] {
-        let idleMs = Int(settings.reclaimIdle.components.seconds * 1000)
-            + Int(settings.reclaimIdle.components.attoseconds / 1_000_000_000_000_000)
+        let idleMs = settings.reclaimIdle.wholeMilliseconds
         let r = try await redis.command([
             "XAUTOCLAIM", settings.stream, settings.group, settings.consumer, String(idleMs), "0-0",
             "COUNT", String(max(1, limit)),

@@ -162,12 +162,9 @@ extension Gateway {
         let type = (try? frame.optionalString("type")) ?? nil
         Counter(label: "aiim_ws_frames_total", dimensions: [("type", type.map { knownFrameTypes.contains($0) || $0.hasPrefix("call.") ? $0 : "unknown" } ?? "none")]).increment()
         if type != "ping", type != "pong", let wait = frameLimiter.admit(connection.identity) {
-            var e = errorFrame(AIIMError(.rateLimited, "more than \(frameLimiter.perSecond) frames per second"), request: frame)
-            if case .object(var f) = e {
-                f["retry_after_ms"] = .number(Double(wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000))
-                e = .object(f)
-            }
-            connection.send(e)
+            var e = errorFrame(AIIMError(.rateLimited, "more than \(frameLimiter.perSecond) frames per second"), request: frame).objectValue ?? [:]
+            e["retry_after_ms"] = .number(Double(wait.wholeMilliseconds))
+            connection.send(.object(e))
             return
         }
         do {

@@ -1,0 +1,58 @@
+@testable import AIIMPostgres
+import AIIMShared
+import Foundation
+@testable import MessagingCore
+import NIOConcurrencyHelpers
+import Testing
+
+/// The batcher alone (no servers): concurrent sends share writes, each gets its own answer, and a
+/// failed write sends everyone the right way.
+@Suite struct SendBatcherTests {
+    static func pending(_ i: Int) -> PendingSend {
+        PendingSend(messageID: "m\(i)", conversationID: "c", tenantID: "t", senderID: "u", kind: "text",
+                    content: .object(["text": .string("\(i)")]), clientMsgID: "k\(i)", trace: nil)
+    }
+
+    static func stored(_ p: PendingSend, seq: Int64) -> SendResult {
+        SendResult(message: MessageDTO(messageID: p.messageID, conversationID: p.conversationID, senderID: p.senderID,
+                                       type: p.kind, content: p.content, createdAt: Date(), seq: seq,
+                                       replyTo: nil, clientMsgID: p.clientMsgID), duplicate: false)
+    }
+
+    @Test func concurrentSendsShareWritesAndEachGetsItsOwnMessage() async throws {
+        let batches = NIOLockedValueBox<[Int]>([])
+        let batcher = SendBatcher { batch in
+            batches.withLockedValue { $0.append(batch.count) }
+            try await Task.sleep(for: .milliseconds(20))  // a commit takes a while; others gather meanwhile
+            return Dictionary(uniqueKeysWithValues: batch.enumerated().map { ($1.messageID, Self.stored($1, seq: Int64($0))) })
+        }
+        let results = try await withThrowingTaskGroup(of: (Int, SendResult?).self) { g in
+            for i in 0..<100 { g.addTask { (i, try await batcher.submit(Self.pending(i))) } }
+            return try await g.reduce(into: [Int: SendResult?]()) { $0[$1.0] = $1.1 }
+        }
+        #expect(results.count == 100)
+        for (i, r) in results { #expect(r?.message.messageID == "m\(i)") }
+        let sizes = batches.withLockedValue { $0 }
+        #expect(sizes.reduce(0, +) == 100)
+        #expect(sizes.count < 50, "100 concurrent sends took \(sizes.count) writes")
+    }
+
+    @Test func aMessageTheWriteDidNotStoreGoesTheOneByOneWay() async throws {
+        let batcher = SendBatcher { batch in
+            Dictionary(uniqueKeysWithValues: batch.filter { $0.messageID == "m0" }.map { ($0.messageID, Self.stored($0, seq: 1)) })
+        }
+        #expect(try await batcher.submit(Self.pending(0))?.message.seq == 1)
+        #expect(try await batcher.submit(Self.pending(1)) == nil)
+    }
+
+    @Test func aStatementErrorSendsEveryoneTheOneByOneWayAndAConnectionErrorFailsThem() async throws {
+        let unique = SendBatcher { _ in
+            throw PostgresError(sqlState: "23505", description: "duplicate key", isConnectionError: false)
+        }
+        #expect(try await unique.submit(Self.pending(0)) == nil)
+        let down = SendBatcher { _ in
+            throw PostgresError(sqlState: nil, description: "server closed the connection", isConnectionError: true)
+        }
+        await #expect(throws: PostgresError.self) { try await down.submit(Self.pending(0)) }
+    }
+}
