@@ -13,10 +13,11 @@ import Testing
                     content: .object(["text": .string("\(i)")]), clientMsgID: "k\(i)", trace: nil)
     }
 
-    static func stored(_ p: PendingSend, seq: Int64) -> SendResult {
-        SendResult(message: MessageDTO(messageID: p.messageID, conversationID: p.conversationID, senderID: p.senderID,
-                                       type: p.kind, content: p.content, createdAt: Date(), seq: seq,
-                                       replyTo: nil, clientMsgID: p.clientMsgID), duplicate: false)
+    static func stored(_ p: PendingSend, seq: Int64) -> StoredSend {
+        let message = MessageDTO(messageID: p.messageID, conversationID: p.conversationID, senderID: p.senderID,
+                                 type: p.kind, content: p.content, createdAt: Date(), seq: seq,
+                                 replyTo: nil, clientMsgID: p.clientMsgID)
+        return StoredSend(result: SendResult(message: message, duplicate: false), messageJSON: (try? JSONCoding.encode(message)) ?? [])
     }
 
     @Test func concurrentSendsShareWritesAndEachGetsItsOwnMessage() async throws {
@@ -26,12 +27,18 @@ import Testing
             try await Task.sleep(for: .milliseconds(20))  // a commit takes a while; others gather meanwhile
             return Dictionary(uniqueKeysWithValues: batch.enumerated().map { ($1.messageID, Self.stored($1, seq: Int64($0))) })
         }
-        let results = try await withThrowingTaskGroup(of: (Int, SendResult?).self) { g in
+        let results = try await withThrowingTaskGroup(of: (Int, StoredSend?).self) { g in
             for i in 0..<100 { g.addTask { (i, try await batcher.submit(Self.pending(i))) } }
-            return try await g.reduce(into: [Int: SendResult?]()) { $0[$1.0] = $1.1 }
+            return try await g.reduce(into: [Int: StoredSend?]()) { $0[$1.0] = $1.1 }
         }
         #expect(results.count == 100)
-        for (i, r) in results { #expect(r?.message.messageID == "m\(i)") }
+        for (i, r) in results {
+            #expect(r?.result.message.messageID == "m\(i)")
+            // The reply payload is SendResult's shape and reads back as the same message.
+            let reply = try JSONCoding.decode(SendResult.self, from: try #require(r).replyPayload)
+            #expect(reply.message.messageID == "m\(i)" && reply.message.content == r?.result.message.content && !reply.duplicate)
+            #expect(abs(reply.message.createdAt.timeIntervalSince(try #require(r).result.message.createdAt)) < 0.000_01)
+        }
         let sizes = batches.withLockedValue { $0 }
         #expect(sizes.reduce(0, +) == 100)
         #expect(sizes.count < 50, "100 concurrent sends took \(sizes.count) writes")
@@ -41,7 +48,7 @@ import Testing
         let batcher = SendBatcher { batch in
             Dictionary(uniqueKeysWithValues: batch.filter { $0.messageID == "m0" }.map { ($0.messageID, Self.stored($0, seq: 1)) })
         }
-        #expect(try await batcher.submit(Self.pending(0))?.message.seq == 1)
+        #expect(try await batcher.submit(Self.pending(0))?.result.message.seq == 1)
         #expect(try await batcher.submit(Self.pending(1)) == nil)
     }
 

@@ -14,16 +14,21 @@ public func conversationEvent(_ conversationID: String, _ event: String, _ field
 /// `message` field, the message's JSON spliced in as the encoder wrote it. Live delivery and
 /// replay both use it, so a device sees one shape whichever way a message reaches it.
 public func messageEventText(_ event: String, _ message: MessageDTO) throws -> String {
+    messageEventText(event, conversationID: message.conversationID, messageJSON: try JSONCoding.encode(message))
+}
+
+/// The same, for a message already encoded (`JSONCoding.encode(message)`).
+public func messageEventText(_ event: String, conversationID: String, messageJSON: [UInt8]) -> String {
     var out: [UInt8] = []
-    out.reserveCapacity(320)
+    out.reserveCapacity(160 + messageJSON.count)
     out.append(contentsOf: #"{"type":"event","channel":"#.utf8)
-    JSONWriter.string("im:conv:" + message.conversationID, into: &out)
+    JSONWriter.string("im:conv:" + conversationID, into: &out)
     out.append(contentsOf: #","data":{"event":"#.utf8)
     JSONWriter.string(event, into: &out)
     out.append(contentsOf: #","conversation_id":"#.utf8)
-    JSONWriter.string(message.conversationID, into: &out)
+    JSONWriter.string(conversationID, into: &out)
     out.append(contentsOf: #","message":"#.utf8)
-    out.append(contentsOf: try JSONCoding.encode(message))
+    out.append(contentsOf: messageJSON)
     out.append(contentsOf: "}}".utf8)
     return String(decoding: out, as: UTF8.self)
 }

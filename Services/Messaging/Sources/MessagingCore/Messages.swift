@@ -8,7 +8,10 @@ extension MessagingService {
     /// Sends a message. A plain message (no `reply_to`, not audio) joins the next batch
     /// (`SendBatcher`); anything the batch did not store, and every other message, takes the
     /// one-by-one path, which tells a retry, a stranger and a bad reference apart.
-    func send(_ cmd: SendMessage) async throws -> SendResult {
+    func send(_ cmd: SendMessage) async throws -> SendResult { try await sendReply(cmd).result }
+
+    /// `send`, with the reply payload the bus returns (a batched message is not encoded twice).
+    func sendReply(_ cmd: SendMessage) async throws -> (result: SendResult, payload: [UInt8]) {
         let conversationID = try Validation.id(cmd.conversationID, field: "conversation_id")
         let clientMsgID = try Validation.id(cmd.clientMsgID, field: "client_msg_id")
         let replyTo = try Validation.optionalID(cmd.replyTo, field: "reply_to")
@@ -17,9 +20,10 @@ extension MessagingService {
             let pending = PendingSend(
                 messageID: UUIDs.make(), conversationID: conversationID, tenantID: cmd.actor.tenantID,
                 senderID: cmd.actor.userID, kind: cmd.kind, content: content, clientMsgID: clientMsgID, trace: Trace.current)
-            if let stored = try await batcher.submit(pending) { return stored }
+            if let stored = try await batcher.submit(pending) { return (stored.result, stored.replyPayload) }
         }
-        return try await sendOne(cmd, conversationID: conversationID, clientMsgID: clientMsgID, replyTo: replyTo, content: content)
+        let result = try await sendOne(cmd, conversationID: conversationID, clientMsgID: clientMsgID, replyTo: replyTo, content: content)
+        return (result, try JSONCoding.encode(result))
     }
 
     /// Inserts one message in one statement: the conversation row is locked by the `UPDATE` that
@@ -50,7 +54,7 @@ extension MessagingService {
     /// deadlock), then one statement skips strangers
     /// and repeats, takes each conversation's next `seq`s in arrival order and inserts. Events
     /// are published in `seq` order in one round trip before anyone is answered.
-    func insertBatch(_ batch: [PendingSend]) async throws -> [String: SendResult] {
+    func insertBatch(_ batch: [PendingSend]) async throws -> [String: StoredSend] {
         let conversations = Array(Set(batch.map(\.conversationID))).sorted()
         let columns: [[String]] = [
             batch.map(\.messageID), batch.map(\.conversationID), batch.map(\.tenantID), batch.map(\.senderID),
@@ -62,12 +66,16 @@ extension MessagingService {
             (Self.batchInsertSQL, columns),
         ])[1]
         let traces = Dictionary(batch.map { ($0.messageID, $0.trace) }, uniquingKeysWith: { a, _ in a })
-        var stored: [String: SendResult] = [:]
+        var stored: [String: StoredSend] = [:]
         var events: [(event: DeliveryEvent, trace: Trace?)] = []
         for row in rows.rows {
             let message = try Rows.message(row)
-            stored[message.messageID] = SendResult(message: message, duplicate: false)
-            let event = try createdEvent(message, tenant: try row.decode("tenant_id"), members: Rows.stringList(row, "members"))
+            let json = try JSONCoding.encode(message)
+            stored[message.messageID] = StoredSend(result: SendResult(message: message, duplicate: false), messageJSON: json)
+            let event = DeliveryEvent(
+                tenantID: try row.decode("tenant_id"), recipients: Rows.stringList(row, "members"),
+                conversationId: message.conversationID, seq: message.seq,
+                frameText: messageEventText("message.created", conversationID: message.conversationID, messageJSON: json))
             events.append((event, traces[message.messageID] ?? nil))
         }
         events.sort { ($0.event.conversationId ?? "", $0.event.seq ?? 0) < ($1.event.conversationId ?? "", $1.event.seq ?? 0) }

@@ -3,6 +3,20 @@ import AIIMShared
 import Metrics
 import NIOConcurrencyHelpers
 
+/// A message the batch stored, with its JSON (encoded once: for the event and for the reply).
+struct StoredSend: Sendable {
+    var result: SendResult
+    var messageJSON: [UInt8]
+
+    /// The reply payload, `SendResult`'s shape with the message spliced in.
+    var replyPayload: [UInt8] {
+        var out: [UInt8] = Array(#"{"duplicate":false,"message":"#.utf8)
+        out.append(contentsOf: messageJSON)
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+}
+
 /// A validated message waiting for its batch.
 struct PendingSend: Sendable {
     var messageID: String
@@ -23,11 +37,11 @@ struct PendingSend: Sendable {
 final class SendBatcher: Sendable {
     /// Writes a batch; returns the messages it stored, by message id. A message it did not store
     /// (a duplicate, a non-member, a conflict) goes back to its sender's one-by-one path.
-    typealias Write = @Sendable ([PendingSend]) async throws -> [String: SendResult]
+    typealias Write = @Sendable ([PendingSend]) async throws -> [String: StoredSend]
 
     private struct Waiting {
         let send: PendingSend
-        let continuation: CheckedContinuation<SendResult?, any Error>
+        let continuation: CheckedContinuation<StoredSend?, any Error>
     }
 
     private struct State {
@@ -47,7 +61,7 @@ final class SendBatcher: Sendable {
     }
 
     /// The stored message, or nil when the batch left it to the one-by-one path.
-    func submit(_ send: PendingSend) async throws -> SendResult? {
+    func submit(_ send: PendingSend) async throws -> StoredSend? {
         try await withCheckedThrowingContinuation { cont in
             let startWriter = state.withLockedValue { s in
                 s.queue.append(Waiting(send: send, continuation: cont))
