@@ -50,6 +50,23 @@ import Testing
         await messaging.runtime.shutdown()
     }
 
+    @Test func aConnectionRedisDropsFailsItsCallsOrReconnectsButNeverHangs() async throws {
+        let redis = try RedisClient(url: try TestEnv.redisURL(), poolSize: 1, logger: TestLog.logger)
+        let admin = try makeRedis()
+        let id = try #require(try await redis.command(["CLIENT", "ID"]).int)
+        try await admin.command(["CLIENT", "KILL", "ID", String(id)])
+        let start = ContinuousClock.now
+        var answered = 0
+        for _ in 0..<20 {
+            if (try? await redis.command(["PING"]))?.text == "PONG" { answered += 1 }
+        }
+        #expect(ContinuousClock.now - start < .seconds(5), "calls on a dropped connection must fail fast")
+        #expect(answered >= 19, "at most the call in flight when Redis dropped the connection fails")
+        #expect(try await redis.command(["CLIENT", "ID"]).int != id, "a new connection replaced the dropped one")
+        await redis.shutdown()
+        await admin.shutdown()
+    }
+
     @Test func requestToNobodyTimesOut() async throws {
         let redis = try makeRedis()
         let bus = BusClient(redis: redis, instance: uniqueName("gw"), logger: TestLog.logger)

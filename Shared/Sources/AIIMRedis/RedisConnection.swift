@@ -123,7 +123,11 @@ public final class RedisConnection: Sendable {
     /// come back as `.error` in place; I/O errors and timeouts throw.
     public func send(_ commands: [[[UInt8]]]) async throws -> [RESPValue] {
         let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
-        channel.writeAndFlush(RESPRequest(commands: commands, promise: promise), promise: nil)
+        let request = RESPRequest(commands: commands, promise: promise)
+        channel.writeAndFlush(request).whenFailure { error in
+            // A channel that closed before the handler saw the request: nobody else will answer it.
+            if !request.taken.value { promise.fail(RedisError(.connection, "connection closed: \(error)")) }
+        }
         return try await promise.futureResult.get()
     }
 
@@ -137,6 +141,14 @@ public final class RedisConnection: Sendable {
 struct RESPRequest: Sendable {
     let commands: [[[UInt8]]]
     let promise: EventLoopPromise<[RESPValue]>
+    /// Set by the handler when it takes the request (and so answers for its promise).
+    let taken = Flag()
+
+    /// `@unchecked Sendable`: read and written only on the channel's event loop (by the handler's
+    /// `write` and by the write future's callback, which runs on the same loop).
+    final class Flag: @unchecked Sendable {
+        var value = false
+    }
 }
 
 /// Encodes requests with hiredis' formatter and decodes replies with a hiredis reader; lives on
@@ -186,8 +198,10 @@ final class RESPHandler: ChannelDuplexHandler {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
+        request.taken.value = true
         guard context.channel.isActive else {
             request.promise.fail(RedisError(.connection, "connection closed"))
+            promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }
         var buffer = context.channel.allocator.buffer(capacity: request.commands.reduce(0) { $0 + $1.reduce(16) { $0 + $1.count + 16 } })
@@ -202,6 +216,7 @@ final class RESPHandler: ChannelDuplexHandler {
             }
             if !encoded {
                 request.promise.fail(RedisError(.protocolViolation, "cannot encode command"))
+                promise?.fail(RedisError(.protocolViolation, "cannot encode command"))
                 return
             }
         }
