@@ -8,10 +8,8 @@ extension MessagingService {
     /// Sends a message. A plain message (no `reply_to`, not audio) joins the next batch
     /// (`SendBatcher`); anything the batch did not store, and every other message, takes the
     /// one-by-one path, which tells a retry, a stranger and a bad reference apart.
-    func send(_ cmd: SendMessage) async throws -> SendResult { try await sendReply(cmd).result }
-
-    /// `send`, with the reply payload the bus returns (a batched message is not encoded twice).
-    func sendReply(_ cmd: SendMessage) async throws -> (result: SendResult, payload: [UInt8]) {
+    /// Returns the reply payload too, so a batched message is not encoded twice.
+    func send(_ cmd: SendMessage) async throws -> (result: SendResult, payload: [UInt8]) {
         let conversationID = try Validation.id(cmd.conversationID, field: "conversation_id")
         let clientMsgID = try Validation.id(cmd.clientMsgID, field: "client_msg_id")
         let replyTo = try Validation.optionalID(cmd.replyTo, field: "reply_to")

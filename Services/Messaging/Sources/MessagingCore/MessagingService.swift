@@ -42,7 +42,7 @@ public struct MessagingService: Sendable {
             let cmd = try env.decode(PingCommand.self)
             runtime.logger.info("ping", metadata: ["note": "\(cmd.note ?? "")"])
             return try encode(Pong(service: "messaging", instance: runtime.config.instanceID, note: cmd.note))
-        case SendMessage.type: return try await sendReply(env.decode()).payload
+        case SendMessage.type: return try await send(env.decode()).payload
         case History.type: return try encode(try await history(env.decode()))
         case Sync.type: return try encode(try await sync(env.decode()))
         case OpenSession.type: return try encode(try await openSession(env.decode()))

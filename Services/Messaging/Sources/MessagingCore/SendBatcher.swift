@@ -46,16 +46,14 @@ final class SendBatcher: Sendable {
 
     private struct State {
         var queue: [Waiting] = []
-        var writers = 0
+        var writing = false
     }
 
     private let state = NIOLockedValueBox(State())
-    private let maxWriters: Int
     private let maxBatch: Int
     private let write: Write
 
-    init(maxWriters: Int = 1, maxBatch: Int = 256, write: @escaping Write) {
-        self.maxWriters = max(1, maxWriters)
+    init(maxBatch: Int = 256, write: @escaping Write) {
         self.maxBatch = max(1, maxBatch)
         self.write = write
     }
@@ -65,8 +63,8 @@ final class SendBatcher: Sendable {
         try await withCheckedThrowingContinuation { cont in
             let startWriter = state.withLockedValue { s in
                 s.queue.append(Waiting(send: send, continuation: cont))
-                guard s.writers < maxWriters else { return false }
-                s.writers += 1
+                guard !s.writing else { return false }
+                s.writing = true
                 return true
             }
             // Unstructured: the writer serves every queued send, not just this one; each sender
@@ -79,7 +77,7 @@ final class SendBatcher: Sendable {
         while true {
             let batch: [Waiting] = state.withLockedValue { s in
                 let n = min(s.queue.count, maxBatch)
-                if n == 0 { s.writers -= 1 }
+                if n == 0 { s.writing = false }
                 defer { s.queue.removeFirst(n) }
                 return Array(s.queue.prefix(n))
             }
