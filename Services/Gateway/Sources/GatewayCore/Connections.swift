@@ -4,6 +4,8 @@ import Foundation
 import Logging
 import Metrics
 import NIOConcurrencyHelpers
+import NIOCore
+import NIOWebSocket
 
 /// One WebSocket connection's delivery state: a bounded outbox and, per conversation, the
 /// last `seq` delivered. Messages reach the device in `seq` order with no gap and no duplicate:
@@ -11,8 +13,7 @@ import NIOConcurrencyHelpers
 final class Connection: Sendable {
     let id: String
     let identity: Identity
-    let outbox: AsyncStream<String>.Continuation
-    let stream: AsyncStream<String>
+    let outbox: SocketOutbox
     let state = NIOLockedValueBox(State())
 
     struct State {
@@ -23,14 +24,13 @@ final class Connection: Sendable {
         var replaying: Set<String> = []
         /// Conversations this device unsubscribed from.
         var muted: Set<String> = []
-        var overflowed = false
         var lastSeen = ContinuousClock.now
     }
 
-    init(identity: Identity, queueLimit: Int) {
+    init(identity: Identity, channel: any Channel, queueLimit: Int) {
         id = UUIDs.make()
         self.identity = identity
-        (stream, outbox) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingOldest(queueLimit))
+        outbox = SocketOutbox(channel: channel, limit: queueLimit)
     }
 
     var actor: Actor { identity.actor(connectionID: id) }
@@ -38,21 +38,14 @@ final class Connection: Sendable {
     /// Queues a frame; a full queue marks the connection as a slow consumer (it is then closed
     /// with code 4001 and resumes by `seq` after reconnecting).
     func send(_ text: String) {
-        if case .dropped = outbox.yield(text) {
-            let first = state.withLockedValue { s in
-                defer { s.overflowed = true }
-                return !s.overflowed
-            }
-            if first {
-                Counter(label: "aiim_ws_slow_consumer_closed_total").increment()
-                outbox.finish()
-            }
+        if outbox.enqueue(text) == .overflowed {
+            Counter(label: "aiim_ws_slow_consumer_closed_total").increment()
         }
     }
 
     func send(_ frame: JSONValue) { send(frame.jsonString()) }
 
-    var overflowed: Bool { state.withLockedValue { $0.overflowed } }
+    var overflowed: Bool { outbox.overflowed }
 
     /// Delivers an ordered event; returns true when a gap needs filling.
     func deliver(conversation: String, seq: Int64, text: String) -> Bool {
@@ -123,6 +116,85 @@ final class Connection: Sendable {
     }
 
     func touch() { state.withLockedValue { $0.lastSeen = .now } }
+}
+
+/// The frames waiting for one socket, written straight to its NIO channel by one writer on the
+/// channel's event loop: whatever was queued during an event-loop tick goes out with one flush
+/// (one `writev`; a 1:1 message is three frames). While the socket cannot take more (the peer
+/// reads slower than we write), frames wait here; more than `limit` waiting frames make the
+/// device a slow consumer: the outbox stops and `finished` ends, and the connection is closed.
+final class SocketOutbox: Sendable {
+    enum Enqueued { case queued, overflowed, closed }
+
+    let channel: any Channel
+    let limit: Int
+    /// Ends when the outbox overflowed (or was closed).
+    let finished: AsyncStream<Void>
+    private let finish: AsyncStream<Void>.Continuation
+    private let state = NIOLockedValueBox(State())
+
+    private struct State {
+        var pending: [String] = []
+        /// A write is scheduled on the event loop (or waiting for the socket to drain).
+        var scheduled = false
+        var overflowed = false
+        var closed = false
+    }
+
+    init(channel: any Channel, limit: Int) {
+        self.channel = channel
+        self.limit = limit
+        (finished, finish) = AsyncStream.makeStream(of: Void.self)
+    }
+
+    var overflowed: Bool { state.withLockedValue { $0.overflowed } }
+
+    func enqueue(_ text: String) -> Enqueued {
+        let (result, schedule) = state.withLockedValue { s -> (Enqueued, Bool) in
+            if s.closed { return (.closed, false) }
+            if s.pending.count >= limit {
+                s.overflowed = true
+                s.closed = true
+                s.pending = []
+                return (.overflowed, false)
+            }
+            s.pending.append(text)
+            if s.scheduled { return (.queued, false) }
+            s.scheduled = true
+            return (.queued, true)
+        }
+        if result == .overflowed { finish.finish() }
+        if schedule { channel.eventLoop.execute { self.write() } }
+        return result
+    }
+
+    /// No more frames are written (the connection is ending).
+    func close() {
+        state.withLockedValue { s in
+            s.closed = true
+            s.pending = []
+        }
+        finish.finish()
+    }
+
+    /// On the event loop: writes everything pending, then flushes once.
+    private func write() {
+        guard channel.isWritable else {
+            // The socket's buffers are full: try again shortly; meanwhile frames queue up to `limit`.
+            channel.eventLoop.scheduleTask(in: .milliseconds(5)) { self.write() }
+            return
+        }
+        let batch = state.withLockedValue { s -> [String] in
+            s.scheduled = false
+            defer { s.pending = [] }
+            return s.pending
+        }
+        guard !batch.isEmpty else { return }
+        for text in batch {
+            channel.write(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: text)), promise: nil)
+        }
+        channel.flush()
+    }
 }
 
 /// Every live connection of this gateway, by user, and the fan-out of delivery events read

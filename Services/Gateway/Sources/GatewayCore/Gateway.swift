@@ -17,10 +17,14 @@ public struct AIIMRequestContext: RequestContext, WebSocketRequestContext {
     public let webSocket: WebSocketHandlerReference<Self>
     /// Carries the identity verified at the upgrade into the WebSocket handler.
     let webSocketIdentity = NIOLockedValueBox<Identity?>(nil)
+    /// The connection's NIO channel: after an upgrade, WebSocket frames are written to it
+    /// directly, several per flush (`SocketOutbox`).
+    let channel: any Channel
 
     public init(source: Source) {
         coreContext = .init(source: source)
         webSocket = .init()
+        channel = source.channel
     }
 
     /// The caller, or `unauthorized`.

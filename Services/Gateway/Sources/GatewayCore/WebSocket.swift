@@ -48,13 +48,16 @@ extension Gateway {
             return .upgrade(headers)
         } onUpgrade: { inbound, outbound, context in
             guard let identity = context.requestContext.webSocketIdentity.withLockedValue({ $0 }) else { return }
-            try await serve(identity: identity, inbound: inbound, outbound: outbound, logger: context.logger)
+            try await serve(identity: identity, channel: context.requestContext.channel,
+                            inbound: inbound, outbound: outbound, logger: context.logger)
         }
     }
 
     /// Runs one connection: session set-up, the writer, the heartbeat, and the frame loop.
-    func serve(identity: Identity, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, logger: Logger) async throws {
-        let connection = Connection(identity: identity, queueLimit: config.sendQueueLimit)
+    /// Frames to the device go through the connection's `SocketOutbox`; `outbound` only closes.
+    func serve(identity: Identity, channel: any Channel, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter,
+               logger: Logger) async throws {
+        let connection = Connection(identity: identity, channel: channel, queueLimit: config.sendQueueLimit)
         var connectionLogger = logger
         connectionLogger[metadataKey: "connection_id"] = "\(connection.id)"
         connectionLogger[metadataKey: "user_id"] = "\(identity.userID)"
@@ -79,9 +82,7 @@ extension Gateway {
 
         let closeCode: Int? = await withTaskGroup(of: Int?.self) { group in
             group.addTask {
-                for await text in connection.stream {
-                    do { try await outbound.write(.text(text)) } catch { return nil }
-                }
+                for await _ in connection.outbox.finished {}
                 return connection.overflowed ? CloseCode.slowConsumer : nil
             }
             group.addTask { await heartbeat(connection) }
@@ -102,7 +103,7 @@ extension Gateway {
             }
             let first = await group.next() ?? nil
             group.cancelAll()
-            connection.outbox.finish()
+            connection.outbox.close()
             return first
         }
         if let closeCode {
