@@ -63,3 +63,25 @@ import Testing
         await #expect(throws: PostgresError.self) { try await down.submit(Self.pending(0)) }
     }
 }
+
+/// The batch insert against a real PostgreSQL whose tables are empty, as on a new deployment.
+@Suite struct BatchInsertPlanTests {
+    init() { TestLog.bootstrap() }
+
+    /// A prepared statement keeps the generic plan it got when the tables were empty. The
+    /// idempotency and membership checks used to become hash joins over a sequential scan of
+    /// `im_messages`: every batch then read the whole table, and sending slowed down as it grew
+    /// (until autovacuum's next ANALYZE). They must stay index lookups whatever the statistics.
+    @Test func theGenericPlanOnEmptyTablesLooksRowsUpByIndex() async throws {
+        let pg = try PostgresClient(url: try await TestEnv.isolatedDatabaseURL(schema: uniqueName("plan")), poolSize: 1, logger: TestLog.logger)
+        _ = try await Migrator.run(try Migrator.bundled(), on: pg, logger: TestLog.logger)
+        try await pg.query("SET plan_cache_mode = force_generic_plan")
+        try await pg.query("PREPARE batch_insert AS " + MessagingService.batchInsertSQL)
+        let plan = try await pg.query(#"EXPLAIN EXECUTE batch_insert('{m}', '{c}', '{t}', '{u}', '{text}', '{"\"x\""}', '{k}')"#)
+            .rows.compactMap { $0.optional("QUERY PLAN", as: String.self) }
+        #expect(plan.contains { $0.contains("Index Scan using im_messages_idempotent") }, "\(plan)")
+        #expect(plan.contains { $0.contains("Index Scan using conversation_members_pkey") }, "\(plan)")
+        #expect(!plan.contains { $0.contains("Seq Scan on im_messages") || $0.contains("Seq Scan on conversation_members") }, "\(plan)")
+        await pg.shutdown()
+    }
+}

@@ -88,11 +88,11 @@ extension MessagingService {
         ), accepted AS (
             SELECT i.*, row_number() OVER (PARTITION BY i.conversation_id ORDER BY i.ord) AS n
             FROM input i
-            WHERE EXISTS (SELECT 1 FROM conversation_members m
-                          WHERE m.conversation_id = i.conversation_id AND m.user_id = i.sender_id AND m.tenant_id = i.tenant_id)
-              AND NOT EXISTS (SELECT 1 FROM im_messages x
-                              WHERE x.conversation_id = i.conversation_id AND x.sender_id = i.sender_id
-                                AND x.client_msg_id = i.client_msg_id)
+            WHERE (SELECT m.tenant_id FROM conversation_members m
+                   WHERE m.conversation_id = i.conversation_id AND m.user_id = i.sender_id) = i.tenant_id
+              AND (SELECT x.seq FROM im_messages x
+                   WHERE x.conversation_id = i.conversation_id AND x.sender_id = i.sender_id
+                     AND x.client_msg_id = i.client_msg_id) IS NULL
         ), bumped AS (
             UPDATE conversations c SET last_seq = c.last_seq + a.count, updated_at = now()
             FROM (SELECT conversation_id, count(*) AS count FROM accepted GROUP BY conversation_id) a
