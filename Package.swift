@@ -175,8 +175,11 @@ let package = Package(
             name: "aiim-bench",
             dependencies: ["AIIMShared", "AIIMRedis", "GatewayCore",
                            .product(name: "Histogram", package: "hdrhistogram-swift"),
-                           .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOWebSocket", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/Sources/aiim-bench", swiftSettings: swiftSettings
         ),
