@@ -13,7 +13,20 @@ public enum ProcessBootstrap {
     /// sockets) instead of a second pool, so a message moves between tasks and sockets without
     /// a thread hand-off at each step. Call first thing in `main`, on the main thread. Safe
     /// because no task blocks: PostgreSQL calls run on their own thread pool.
-    public static func runTasksOnEventLoops() {
+    ///
+    /// `EVENT_LOOP_THREADS` (1-256, default: one per core) sets how many event loops there are.
+    /// Where several services share few cores, one each is cheaper: every hop between two loops
+    /// of one process is a wake-up of another thread (measured in Benchmarks/README.md).
+    public static func runTasksOnEventLoops(env: Environment = Environment()) {
+        do {
+            if env.string("EVENT_LOOP_THREADS") != nil {
+                let threads = try env.int("EVENT_LOOP_THREADS", default: 0)
+                guard (1...256).contains(threads) else { throw ConfigurationError("EVENT_LOOP_THREADS must be 1...256") }
+                NIOSingletons.groupLoopCountSuggestion = threads
+            }
+        } catch {
+            ServiceMain.refuse(CommandLine.arguments.first.map { ($0 as NSString).lastPathComponent } ?? "aiim", error)
+        }
         NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
     }
 
