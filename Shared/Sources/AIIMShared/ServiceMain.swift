@@ -40,11 +40,18 @@ public enum ProcessBootstrap {
 
 /// Runs a service group until SIGTERM/SIGINT, draining within `maximumGracefulShutdownDuration`.
 public enum ServiceMain {
-    public static func run(_ services: [any Service], logger: Logger, drain: Duration = .seconds(20)) async throws {
+    /// A service that fails (its port is taken, say) ends the process with status 1 and one
+    /// `critical` log line saying why, not a crash report.
+    public static func run(_ services: [any Service], logger: Logger, drain: Duration = .seconds(20)) async {
         var configuration = ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         configuration.maximumGracefulShutdownDuration = drain
-        try await ServiceGroup(configuration: configuration).run()
+        do {
+            try await ServiceGroup(configuration: configuration).run()
+        } catch {
+            logger.critical("stopped by an error", metadata: ["error": "\(error)"])
+            exit(1)
+        }
     }
 
     /// Prints a configuration error and exits with EX_CONFIG (78): the service refuses to start.

@@ -12,5 +12,5 @@ do {
 } catch {
     ServiceMain.refuse("aiim-calls", error)
 }
-try await ServiceMain.run(service.services(), logger: service.runtime.logger)
+await ServiceMain.run(service.services(), logger: service.runtime.logger)
 await service.runtime.shutdown()

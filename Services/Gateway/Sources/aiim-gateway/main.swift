@@ -20,5 +20,5 @@ do {
 } catch {
     ServiceMain.refuse("aiim-gateway", error)
 }
-try await ServiceMain.run(gateway.services(), logger: gateway.logger)
+await ServiceMain.run(gateway.services(), logger: gateway.logger)
 await gateway.shutdown()

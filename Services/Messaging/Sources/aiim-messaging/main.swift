@@ -12,5 +12,5 @@ do {
 } catch {
     ServiceMain.refuse("aiim-messaging", error)
 }
-try await ServiceMain.run(messaging.services(), logger: messaging.runtime.logger)
+await ServiceMain.run(messaging.services(), logger: messaging.runtime.logger)
 await messaging.runtime.shutdown()
