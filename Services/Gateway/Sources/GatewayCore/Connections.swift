@@ -179,6 +179,15 @@ final class SocketOutbox: Sendable {
 
     /// On the event loop: writes everything pending, then flushes once.
     private func write() {
+        let active = channel.isActive
+        let stopped = state.withLockedValue { s -> Bool in
+            guard s.closed || !active else { return false }
+            s.closed = true
+            s.scheduled = false
+            s.pending = []
+            return true
+        }
+        if stopped { return }  // the socket is gone: nothing to wait for
         guard channel.isWritable else {
             // The socket's buffers are full: try again shortly; meanwhile frames queue up to `limit`.
             channel.eventLoop.scheduleTask(in: .milliseconds(5)) { self.write() }
