@@ -1,3 +1,4 @@
+import AIIMRedis
 import AIIMShared
 import Foundation
 import GatewayCore
@@ -133,6 +134,14 @@ import Testing
         }
         let perSender = 10
         let total = senders.count * perSender
+        // Plain sends are answered by their own delivery events: the gateways' reply streams stay as they were.
+        func replyEntries() async throws -> [Int64] {
+            var lengths: [Int64] = []
+            for g in stack.gateways { lengths.append(try await g.redis.command(["XLEN", g.bus.replyStream]).int ?? -1) }
+            return lengths
+        }
+        let repliesBefore = try await replyEntries()
+        let acked = NIOLockedValueBox<[Int]>([])
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (i, c) in clients.enumerated() {
                 group.addTask {
@@ -141,11 +150,15 @@ import Testing
                                                        "content": .string("s\(i)-\(n)"), "client_msg_id": .string("s\(i)-\(n)")])
                         #expect(ack?["type"]?.stringValue == "ack", "\(String(describing: ack))")
                         #expect(ack?["client_msg_id"]?.stringValue == "s\(i)-\(n)")
+                        #expect(ack?["message_id"]?.stringValue?.isEmpty == false)
+                        acked.withLockedValue { $0.append(ack?["seq"]?.intValue ?? 0) }
                     }
                 }
             }
             try await group.waitForAll()
         }
+        #expect(acked.withLockedValue { $0.sorted() } == Array(1...total), "every ack carries its own seq")
+        #expect(try await replyEntries() == repliesBefore)
         for device in [watchA, watchB] + clients {
             _ = try await eventually(timeout: .seconds(20)) { device.createdSeqs(conv).count >= total }
             #expect(device.createdSeqs(conv) == Array(1...total), "every device sees 1..\(total) once, in order")

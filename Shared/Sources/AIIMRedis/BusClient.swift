@@ -94,6 +94,16 @@ public final class BusClient: Service, Sendable {
         try await redis.xadd(StreamNames.commands(C.service), maxLen: maxLength, envelope: env)
     }
 
+    /// Answers a request from the delivery event that carried its reply (`DeliveryEvent.reply`);
+    /// ignored when the event answers another instance's request.
+    public func resolve(_ reply: EventReply, payload: [UInt8]) {
+        guard reply.stream == replyStream else { return }
+        let header = EnvelopeHeader(
+            type: "reply", id: reply.correlationId, version: EnvelopeHeader.currentVersion, timestamp: Timestamp.nowMillis(),
+            attempt: 1, replyTo: nil, correlationId: reply.correlationId, deadline: nil, traceparent: "", error: nil, origin: nil)
+        deliver(reply.correlationId, Envelope(header: header, payload: payload))
+    }
+
     /// Hands a reply to its caller (or keeps it until the caller parks).
     func deliver(_ id: String, _ env: Envelope) {
         let cont: CheckedContinuation<Envelope, any Error>? = pending.withLockedValue { all in

@@ -35,7 +35,8 @@ public struct ConsumerSettings: Sendable {
     }
 }
 
-/// Handles one command; returns the JSON reply payload (nil: reply `{}`).
+/// Handles one command; returns the JSON reply payload (nil: reply `{}`; empty: the request was
+/// answered another way, by the delivery event it caused, so no reply entry is written).
 /// Throwing an `AIIMError` answers the requester with that error (the entry is done); a
 /// `.unavailable`/`.timeout` AIIMError or any other error is transient: the entry stays pending
 /// and is retried, then dead-lettered after `maxAttempts`.
@@ -196,7 +197,8 @@ public final class StreamConsumer: Service, Sendable {
     /// Replies (if someone waits), dead-letters if asked, and acknowledges, in one round trip.
     func finish(_ entry: StreamEntry, envelope: Envelope?, reply: Result<[UInt8], AIIMError>, deadLetter reason: String?) async {
         var cmds: [RedisCommand] = []
-        if let env = envelope, let replyTo = env.header.replyTo,
+        let answeredByEvent = if case .success(let p) = reply { p.isEmpty } else { false }
+        if !answeredByEvent, let env = envelope, let replyTo = env.header.replyTo,
            env.header.deadline.map({ $0 >= Timestamp.nowMillis() }) ?? true {
             var header = EnvelopeHeader(
                 type: "reply", id: UUIDs.make(), version: EnvelopeHeader.currentVersion,

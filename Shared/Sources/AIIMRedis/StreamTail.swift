@@ -1,5 +1,6 @@
 import AIIMShared
 import Logging
+import NIOConcurrencyHelpers
 import ServiceLifecycle
 
 /// Follows a stream from "now" with plain `XREAD BLOCK` (no consumer group): every reader sees
@@ -10,6 +11,10 @@ public final class StreamTail: Service, Sendable {
     let logger: Logger
     let onEntries: @Sendable ([StreamEntry]) async -> Void
     let block: Duration
+    private let following = NIOLockedValueBox(false)
+
+    /// True while `run()` follows the stream: every entry written from now on will be seen.
+    public var isFollowing: Bool { following.withLockedValue { $0 } }
 
     public init(redis: RedisClient, stream: String, block: Duration = .milliseconds(1000), logger: Logger,
                 onEntries: @escaping @Sendable ([StreamEntry]) async -> Void) {
@@ -22,6 +27,8 @@ public final class StreamTail: Service, Sendable {
         // Start at the current time rather than `$`, so nothing written between start-up and the
         // first read is missed.
         var lastID = "\(Timestamp.nowMillis())-0"
+        following.withLockedValue { $0 = true }
+        defer { following.withLockedValue { $0 = false } }
         var backoff = Backoff()
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {

@@ -212,10 +212,13 @@ public struct DeliveryEvent: Codable, Sendable {
     public var excludeConnection: String?
     /// Membership changed: gateways update which conversations their sockets belong to.
     public var membership: MembershipChange?
+    /// The request this event answers (a batched send): the gateway that asked resolves it from
+    /// the event, and no reply entry is written.
+    public var reply: EventReply?
 
     enum CodingKeys: String, CodingKey {
         case tenantID = "t", recipients = "r", conversationId = "c", seq = "s", frameText = "ft", excludeConnection = "x"
-        case membership = "m"
+        case membership = "m", reply = "rp"
     }
 
     public init(tenantID: String, recipients: [String], conversationId: String? = nil, seq: Int64? = nil,
@@ -250,6 +253,15 @@ public struct DeliveryEvent: Codable, Sendable {
         self = try env.decode(DeliveryEvent.self)
         if let frame = env.attachment { frameText = String(decoding: frame, as: UTF8.self) }
     }
+}
+
+/// A request answered by a delivery event: the requester's reply stream (it names the gateway
+/// instance) and the request's envelope id.
+public struct EventReply: Codable, Sendable, Equatable {
+    public var stream: String
+    public var correlationId: String
+    enum CodingKeys: String, CodingKey { case stream = "s", correlationId = "i" }
+    public init(stream: String, correlationId: String) { self.stream = stream; self.correlationId = correlationId }
 }
 
 /// Users who joined or left a conversation, and its `seq` before the change.

@@ -19,8 +19,17 @@ public func messageEventText(_ event: String, _ message: MessageDTO) throws -> S
 
 /// The same, for a message already encoded (`JSONCoding.encode(message)`).
 public func messageEventText(_ event: String, conversationID: String, messageJSON: [UInt8]) -> String {
+    var out = messageEventPrefix(event, conversationID: conversationID)
+    out.reserveCapacity(out.count + messageJSON.count + 2)
+    out.append(contentsOf: messageJSON)
+    out.append(contentsOf: "}}".utf8)
+    return String(decoding: out, as: UTF8.self)
+}
+
+/// Everything of a message event frame before the message's JSON.
+func messageEventPrefix(_ event: String, conversationID: String) -> [UInt8] {
     var out: [UInt8] = []
-    out.reserveCapacity(160 + messageJSON.count)
+    out.reserveCapacity(160)
     out.append(contentsOf: #"{"type":"event","channel":"#.utf8)
     JSONWriter.string("im:conv:" + conversationID, into: &out)
     out.append(contentsOf: #","data":{"event":"#.utf8)
@@ -28,7 +37,19 @@ public func messageEventText(_ event: String, conversationID: String, messageJSO
     out.append(contentsOf: #","conversation_id":"#.utf8)
     JSONWriter.string(conversationID, into: &out)
     out.append(contentsOf: #","message":"#.utf8)
-    out.append(contentsOf: messageJSON)
-    out.append(contentsOf: "}}".utf8)
-    return String(decoding: out, as: UTF8.self)
+    return out
+}
+
+/// The `SendResult` JSON (`{"message":…,"duplicate":false}`) of a `message.created` frame
+/// written by `messageEventText`, without parsing it; nil for a frame of another shape.
+public func sendResultJSON(fromCreatedEvent frameText: String, conversationID: String) -> [UInt8]? {
+    let prefix = messageEventPrefix("message.created", conversationID: conversationID)
+    let frame = Array(frameText.utf8)
+    guard frame.count > prefix.count + 2, frame.starts(with: prefix), frame.suffix(2).elementsEqual("}}".utf8) else { return nil }
+    var out: [UInt8] = []
+    out.reserveCapacity(frame.count - prefix.count + 30)
+    out.append(contentsOf: #"{"message":"#.utf8)
+    out.append(contentsOf: frame[prefix.count..<(frame.count - 2)])
+    out.append(contentsOf: #","duplicate":false}"#.utf8)
+    return out
 }

@@ -213,9 +213,13 @@ final class ConnectionHub: Sendable {
     let logger: Logger
     /// Fetches the messages after a cursor when a device sees a gap (over the bus).
     let fetchGap: @Sendable (Connection, String, Int64) async -> [(seq: Int64, text: String)]
+    /// This gateway's bus client: a `message.created` event may answer one of its requests.
+    let bus: BusClient?
 
-    init(logger: Logger, fetchGap: @escaping @Sendable (Connection, String, Int64) async -> [(seq: Int64, text: String)]) {
+    init(logger: Logger, bus: BusClient? = nil,
+         fetchGap: @escaping @Sendable (Connection, String, Int64) async -> [(seq: Int64, text: String)]) {
         self.logger = logger
+        self.bus = bus
         self.fetchGap = fetchGap
     }
 
@@ -254,6 +258,15 @@ final class ConnectionHub: Sendable {
 
     func deliver(_ event: DeliveryEvent) {
         let text = event.frameText
+        if let reply = event.reply, let bus, reply.stream == bus.replyStream {
+            // A batched send of ours: the event is its answer (messaging wrote no reply entry).
+            if let conversation = event.conversationId,
+               let payload = sendResultJSON(fromCreatedEvent: text, conversationID: conversation) {
+                bus.resolve(reply, payload: payload)
+            } else {
+                logger.error("event answers a request but is not a message.created frame", metadata: ["request": "\(reply.correlationId)"])
+            }
+        }
         for user in Set(event.recipients) {
             for c in devices(tenant: event.tenantID, user: user) where c.id != event.excludeConnection {
                 if let m = event.membership {

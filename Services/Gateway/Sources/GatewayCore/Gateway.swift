@@ -45,6 +45,8 @@ public struct Gateway: Sendable {
     public let readiness: Readiness
     public let registry: PrometheusCollectorRegistry
     let hub: ConnectionHub
+    /// Follows the shared events stream and delivers to this gateway's sockets.
+    let events: StreamTail
     let presence: PresenceTracker
     let apiKeyCache = NIOLockedValueBox<[String: (Identity, ContinuousClock.Instant)]>([:])
     let frameLimiter: FrameRateLimiter
@@ -62,8 +64,11 @@ public struct Gateway: Sendable {
         presence = PresenceTracker(redis: redis, instance: config.common.instanceID)
         frameLimiter = FrameRateLimiter(perSecond: config.rateLimitPerSecond)
         let box = NIOLockedValueBox<Gateway?>(nil)
-        hub = ConnectionHub(logger: logger) { c, conv, cursor in
+        hub = ConnectionHub(logger: logger, bus: bus) { c, conv, cursor in
             await box.withLockedValue { $0 }?.gapFrames(c, conv, cursor) ?? []
+        }
+        events = StreamTail(redis: redis, stream: StreamNames.events, logger: logger) { [hub] entries in
+            await hub.dispatch(entries)
         }
         box.withLockedValue { $0 = self }
     }
@@ -136,11 +141,7 @@ public struct Gateway: Sendable {
     }
 
     /// Follows the shared events stream and delivers to this gateway's sockets.
-    public func eventsService() -> some Service {
-        StreamTail(redis: redis, stream: StreamNames.events, logger: logger) { [hub] entries in
-            await hub.dispatch(entries)
-        }
-    }
+    public func eventsService() -> some Service { events }
 
     /// Everything the gateway process runs.
     public func services() -> [any Service] {

@@ -131,7 +131,8 @@ extension Gateway {
         return SendMessage(
             actor: actor, conversationID: try Validation.id(body.optionalString("conversation_id"), field: "conversation_id"),
             kind: type, content: content, replyTo: try body.optionalString("reply_to"),
-            clientMsgID: clientMsgID ?? "gw:" + UUIDs.make())
+            // While this gateway follows the events stream, the message's event can answer it.
+            clientMsgID: clientMsgID ?? "gw:" + UUIDs.make(), replyByEvent: events.isFollowing)
     }
 
     func streamCommand(_ body: JSONObject, actor: Actor) throws -> StreamChunk {

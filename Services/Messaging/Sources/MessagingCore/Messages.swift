@@ -8,8 +8,9 @@ extension MessagingService {
     /// Sends a message. A plain message (no `reply_to`, not audio) joins the next batch
     /// (`SendBatcher`); anything the batch did not store, and every other message, takes the
     /// one-by-one path, which tells a retry, a stranger and a bad reference apart.
-    /// Returns the reply payload too, so a batched message is not encoded twice.
-    func send(_ cmd: SendMessage) async throws -> (result: SendResult, payload: [UInt8]) {
+    /// Returns the reply payload too, so a batched message is not encoded twice; with `answer`, a
+    /// batched message's event carries the answer and the payload is empty (no reply entry).
+    func send(_ cmd: SendMessage, answer: EventReply? = nil) async throws -> (result: SendResult, payload: [UInt8]) {
         let conversationID = try Validation.id(cmd.conversationID, field: "conversation_id")
         let clientMsgID = try Validation.id(cmd.clientMsgID, field: "client_msg_id")
         let replyTo = try Validation.optionalID(cmd.replyTo, field: "reply_to")
@@ -17,8 +18,9 @@ extension MessagingService {
         if replyTo == nil, cmd.kind != "audio" {
             let pending = PendingSend(
                 messageID: UUIDs.make(), conversationID: conversationID, tenantID: cmd.actor.tenantID,
-                senderID: cmd.actor.userID, kind: cmd.kind, content: content, clientMsgID: clientMsgID, trace: Trace.current)
-            if let stored = try await batcher.submit(pending) { return (stored.result, stored.replyPayload) }
+                senderID: cmd.actor.userID, kind: cmd.kind, content: content, clientMsgID: clientMsgID, trace: Trace.current,
+                answer: answer)
+            if let stored = try await batcher.submit(pending) { return (stored.result, answer == nil ? stored.replyPayload : []) }
         }
         let result = try await sendOne(cmd, conversationID: conversationID, clientMsgID: clientMsgID, replyTo: replyTo, content: content)
         return (result, try JSONCoding.encode(result))
@@ -63,18 +65,19 @@ extension MessagingService {
              [conversations]),
             (Self.batchInsertSQL, columns),
         ])[1]
-        let traces = Dictionary(batch.map { ($0.messageID, $0.trace) }, uniquingKeysWith: { a, _ in a })
+        let sends = Dictionary(batch.map { ($0.messageID, $0) }, uniquingKeysWith: { a, _ in a })
         var stored: [String: StoredSend] = [:]
         var events: [(event: DeliveryEvent, trace: Trace?)] = []
         for row in rows.rows {
             let message = try Rows.message(row)
             let json = try JSONCoding.encode(message)
             stored[message.messageID] = StoredSend(result: SendResult(message: message, duplicate: false), messageJSON: json)
-            let event = DeliveryEvent(
+            var event = DeliveryEvent(
                 tenantID: try row.decode("tenant_id"), recipients: Rows.stringList(row, "members"),
                 conversationId: message.conversationID, seq: message.seq,
                 frameText: messageEventText("message.created", conversationID: message.conversationID, messageJSON: json))
-            events.append((event, traces[message.messageID] ?? nil))
+            event.reply = sends[message.messageID]?.answer
+            events.append((event, sends[message.messageID]?.trace ?? nil))
         }
         events.sort { ($0.event.conversationId ?? "", $0.event.seq ?? 0) < ($1.event.conversationId ?? "", $1.event.seq ?? 0) }
         try await runtime.publish(events)

@@ -42,7 +42,12 @@ public struct MessagingService: Sendable {
             let cmd = try env.decode(PingCommand.self)
             runtime.logger.info("ping", metadata: ["note": "\(cmd.note ?? "")"])
             return try encode(Pong(service: "messaging", instance: runtime.config.instanceID, note: cmd.note))
-        case SendMessage.type: return try await send(env.decode()).payload
+        case SendMessage.type:
+            let cmd: SendMessage = try env.decode()
+            // A gateway reads the events stream: a batched message's event answers it (an empty
+            // payload tells the consumer to write no reply entry).
+            let answer = cmd.replyByEvent == true ? env.header.replyTo.map { EventReply(stream: $0, correlationId: env.header.id) } : nil
+            return try await send(cmd, answer: answer).payload
         case History.type: return try encode(try await history(env.decode()))
         case Sync.type: return try encode(try await sync(env.decode()))
         case OpenSession.type: return try encode(try await openSession(env.decode()))

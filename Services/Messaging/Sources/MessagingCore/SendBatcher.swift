@@ -28,6 +28,8 @@ struct PendingSend: Sendable {
     var clientMsgID: String
     /// The request's trace, so its event carries it on.
     var trace: Trace?
+    /// Set when the message's event answers the request (`SendMessage.replyByEvent`).
+    var answer: EventReply? = nil
 }
 
 /// Group commit for sends: concurrent `send` commands queue here and are written by one

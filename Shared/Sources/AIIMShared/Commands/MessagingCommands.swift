@@ -82,9 +82,13 @@ public struct SendMessage: BusCommand {
     public var replyTo: String?
     /// Idempotency key; the gateway generates one when the client sent none.
     public var clientMsgID: String
-    public init(actor: Actor, conversationID: String, kind: String, content: JSONValue, replyTo: String?, clientMsgID: String) {
+    /// The requester reads the events stream (a gateway does): the message's `message.created`
+    /// event may answer the request instead of a reply entry (`DeliveryEvent.reply`).
+    public var replyByEvent: Bool?
+    public init(actor: Actor, conversationID: String, kind: String, content: JSONValue, replyTo: String?, clientMsgID: String,
+                replyByEvent: Bool? = nil) {
         self.actor = actor; self.conversationID = conversationID; self.kind = kind; self.content = content
-        self.replyTo = replyTo; self.clientMsgID = clientMsgID
+        self.replyTo = replyTo; self.clientMsgID = clientMsgID; self.replyByEvent = replyByEvent
     }
 }
 
