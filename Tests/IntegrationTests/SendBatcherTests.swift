@@ -72,16 +72,19 @@ import Testing
     /// idempotency and membership checks used to become hash joins over a sequential scan of
     /// `im_messages`: every batch then read the whole table, and sending slowed down as it grew
     /// (until autovacuum's next ANALYZE). They must stay index lookups whatever the statistics.
-    @Test func theGenericPlanOnEmptyTablesLooksRowsUpByIndex() async throws {
+    @Test(arguments: [false, true])
+    func theGenericPlanOnEmptyTablesLooksRowsUpByIndex(analysedWhileEmpty: Bool) async throws {
         let pg = try PostgresClient(url: try await TestEnv.isolatedDatabaseURL(schema: uniqueName("plan")), poolSize: 1, logger: TestLog.logger)
         _ = try await Migrator.run(try Migrator.bundled(), on: pg, logger: TestLog.logger)
+        // Autovacuum may analyse the tables while they are still empty: then they look free to scan.
+        if analysedWhileEmpty { try await pg.query("ANALYZE conversations, conversation_members, im_messages") }
         try await pg.query("SET plan_cache_mode = force_generic_plan")
         try await pg.query("PREPARE batch_insert AS " + MessagingService.batchInsertSQL)
         let plan = try await pg.query(#"EXPLAIN EXECUTE batch_insert('{m}', '{c}', '{t}', '{u}', '{text}', '{"\"x\""}', '{k}')"#)
             .rows.compactMap { $0.optional("QUERY PLAN", as: String.self) }
         #expect(plan.contains { $0.contains("Index Scan using im_messages_idempotent") }, "\(plan)")
-        #expect(plan.contains { $0.contains("Index Scan using conversation_members_pkey") }, "\(plan)")
-        #expect(!plan.contains { $0.contains("Seq Scan on im_messages") || $0.contains("Seq Scan on conversation_members") }, "\(plan)")
+        #expect(plan.contains { $0.contains("conversation_members_pkey") }, "\(plan)")
+        #expect(!plan.contains { $0.contains("Seq Scan") }, "\(plan)")
         await pg.shutdown()
     }
 }

@@ -154,7 +154,15 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         conn = c
         do {
-            _ = try execute("SET statement_timeout = \(statementTimeoutMillis); SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET client_min_messages = warning")
+            // enable_seqscan = off: every query of AIIM is meant to be an index lookup, and a
+            // statement is planned once per connection. A plan made while a table was empty or
+            // freshly analysed as empty (a new deployment) read `im_messages` sequentially in every
+            // batch insert: 2,500 instead of 5,500 msg/s. Tables without a usable index are still
+            // scanned; planning every execution instead cost ~10 % of the throughput.
+            _ = try execute("""
+                SET statement_timeout = \(statementTimeoutMillis); SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; \
+                SET client_min_messages = warning; SET enable_seqscan = off
+                """)
         } catch {
             close()
             throw error
