@@ -294,10 +294,8 @@ func wsLoad(_ o: Options) async throws {
     print("ws-load: \(clients) clients, \(conversations) conversations, offered \(rate == 0 ? "max (closed loop, \(window) in flight per client)" : "\(rate) msg/s"), \(seconds) s")
     fflush(nil)
     let start = nowNanos(), end = start + UInt64(seconds) * 1_000_000_000
-    if rate == 0 {
-        for h in connected { h.eventLoop.execute { h.value.begin(start: start, end: end) } }
-    } else {
-        for h in connected { h.eventLoop.execute { h.value.begin(start: start, end: end) } }
+    for h in connected { h.eventLoop.execute { h.value.begin(start: start, end: end) } }
+    if rate > 0 {
         // One pacer per event loop, each sending its share of the offered rate.
         for loop in loops {
             let mine = connected.filter { $0.eventLoop === loop }

@@ -214,9 +214,9 @@ final class ConnectionHub: Sendable {
     /// Fetches the messages after a cursor when a device sees a gap (over the bus).
     let fetchGap: @Sendable (Connection, String, Int64) async -> [(seq: Int64, text: String)]
     /// This gateway's bus client: a `message.created` event may answer one of its requests.
-    let bus: BusClient?
+    let bus: BusClient
 
-    init(logger: Logger, bus: BusClient? = nil,
+    init(logger: Logger, bus: BusClient,
          fetchGap: @escaping @Sendable (Connection, String, Int64) async -> [(seq: Int64, text: String)]) {
         self.logger = logger
         self.bus = bus
@@ -258,7 +258,7 @@ final class ConnectionHub: Sendable {
 
     func deliver(_ event: DeliveryEvent) {
         let text = event.frameText
-        if let reply = event.reply, let bus, reply.stream == bus.replyStream {
+        if let reply = event.reply, reply.stream == bus.replyStream {
             // A batched send of ours: the event is its answer (messaging wrote no reply entry).
             if let conversation = event.conversationId,
                let payload = sendResultJSON(fromCreatedEvent: text, conversationID: conversation) {
