@@ -51,28 +51,41 @@ let package = Package(
         .target(name: "CCurlShim", dependencies: ["CCurl"], path: "Services/Media/Sources/CCurlShim"),
 
         // MARK: Shared
-        /// Wire protocol, configuration, logging, metrics, errors, health.
+        /// JSON without Foundation's coders: `JSONValue`, a strict RFC 8259 reader/writer,
+        /// `Codable` over `JSONValue` (`JSONCoding`), wire timestamps.
+        .target(name: "AIIMJSON", path: "Shared/Sources/AIIMJSON", swiftSettings: swiftSettings),
+        /// The wire protocol every service shares: envelopes, stream names, bus commands and
+        /// their replies, delivery events, WebSocket frames, error codes, trace context.
         .target(
-            name: "AIIMShared",
-            dependencies: [
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-            ],
-            path: "Shared/Sources/AIIMShared", swiftSettings: swiftSettings
+            name: "AIIMProtocol",
+            dependencies: ["AIIMJSON",
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "W3CTraceContext", package: "swift-w3c-trace-context")],
+            path: "Shared/Sources/AIIMProtocol", swiftSettings: swiftSettings
+        ),
+        /// Typed settings from the environment (`Environment`, `ConfigurationError`).
+        .target(name: "AIIMConfiguration", path: "Shared/Sources/AIIMConfiguration", swiftSettings: swiftSettings),
+        /// What every executable runs: JSON logs with trace ids, metrics, health routes,
+        /// readiness, the common configuration and process lifecycle.
+        .target(
+            name: "AIIMServiceKit",
+            dependencies: ["AIIMConfiguration", "AIIMJSON", "AIIMProtocol",
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "Metrics", package: "swift-metrics"),
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "Prometheus", package: "swift-prometheus"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                           .product(name: "UnixSignals", package: "swift-service-lifecycle")],
+            path: "Shared/Sources/AIIMServiceKit", swiftSettings: swiftSettings
         ),
         /// Redis with hiredis as the protocol codec over NIO sockets: pipelined connections,
         /// streams, consumer service, request/reply bus.
         .target(
             name: "AIIMRedis",
-            dependencies: ["CHiredis", "AIIMShared",
+            dependencies: ["CHiredis", "AIIMConfiguration", "AIIMJSON", "AIIMProtocol",
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "Metrics", package: "swift-metrics"),
                            .product(name: "NIOCore", package: "swift-nio"),
@@ -84,57 +97,92 @@ let package = Package(
         /// PostgreSQL over libpq: pool, typed rows, transactions, migrations.
         .target(
             name: "AIIMPostgres",
-            dependencies: ["CLibpq", "AIIMShared",
-                           .product(name: "Crypto", package: "swift-crypto"),
-                           .product(name: "Logging", package: "swift-log"),
-                           .product(name: "NIOPosix", package: "swift-nio")],
+            dependencies: [
+                "AIIMConfiguration",
+                "AIIMJSON",
+                "CLibpq",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             path: "Shared/Sources/AIIMPostgres",
             resources: [.copy("Migrations")],
             swiftSettings: swiftSettings
         ),
-
-        /// What every backend service (messaging, media, calls) runs: pools, readiness,
-        /// observability server, migrations, command consumer.
+        /// What every backend (messaging, media, calls) runs on top of the service kit: the
+        /// command router and consumer, PostgreSQL and Redis pools, migrations, one entry point.
         .target(
-            name: "AIIMServiceKit",
-            dependencies: ["AIIMShared", "AIIMRedis", "AIIMPostgres",
-                           .product(name: "Hummingbird", package: "hummingbird"),
-                           .product(name: "Prometheus", package: "swift-prometheus"),
-                           .product(name: "Metrics", package: "swift-metrics"),
-                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                           .product(name: "UnixSignals", package: "swift-service-lifecycle")],
-            path: "Shared/Sources/AIIMServiceKit", swiftSettings: swiftSettings
+            name: "AIIMBackendKit",
+            dependencies: [
+                "AIIMConfiguration",
+                "AIIMPostgres",
+                "AIIMProtocol",
+                "AIIMRedis",
+                "AIIMServiceKit",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            path: "Shared/Sources/AIIMBackendKit", swiftSettings: swiftSettings
         ),
 
         // MARK: Services
         .target(
             name: "GatewayCore",
             dependencies: [
-                "AIIMShared", "AIIMRedis",
+                "AIIMConfiguration",
+                "AIIMJSON",
+                "AIIMProtocol",
+                "AIIMRedis",
+                "AIIMServiceKit",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "JWTKit", package: "jwt-kit"),
-                .product(name: "HTTPTypes", package: "swift-http-types"),
-                .product(name: "NIOWebSocket", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Services/Gateway/Sources/GatewayCore", swiftSettings: swiftSettings
         ),
         .executableTarget(
-            name: "aiim-gateway", dependencies: ["GatewayCore"],
+            name: "aiim-gateway", dependencies: ["AIIMProtocol", "AIIMServiceKit", "GatewayCore"],
             path: "Services/Gateway/Sources/aiim-gateway", swiftSettings: swiftSettings
         ),
         .target(
             name: "MessagingCore",
-            dependencies: ["AIIMShared", "AIIMRedis", "AIIMPostgres", "AIIMServiceKit",
-                           .product(name: "Hummingbird", package: "hummingbird")],
+            dependencies: [
+                "AIIMBackendKit",
+                "AIIMConfiguration",
+                "AIIMJSON",
+                "AIIMPostgres",
+                "AIIMProtocol",
+                "AIIMRedis",
+                "AIIMServiceKit",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "Services/Messaging/Sources/MessagingCore", swiftSettings: swiftSettings
         ),
         .executableTarget(
-            name: "aiim-messaging", dependencies: ["MessagingCore"],
+            name: "aiim-messaging", dependencies: [
+                "AIIMBackendKit",
+                "AIIMProtocol",
+                "AIIMServiceKit",
+                "MessagingCore",
+            ],
             path: "Services/Messaging/Sources/aiim-messaging", swiftSettings: swiftSettings
         ),
         /// S3 over libcurl with AWS Signature V4 (MinIO, SeaweedFS, Alibaba OSS).
@@ -148,71 +196,141 @@ let package = Package(
         ),
         .target(
             name: "MediaCore",
-            dependencies: ["AIIMShared", "AIIMRedis", "AIIMPostgres", "AIIMS3", "AIIMServiceKit",
-                           .product(name: "Crypto", package: "swift-crypto"),
-                           .product(name: "Metrics", package: "swift-metrics"),
-                           .product(name: "Hummingbird", package: "hummingbird")],
+            dependencies: [
+                "AIIMBackendKit",
+                "AIIMConfiguration",
+                "AIIMJSON",
+                "AIIMPostgres",
+                "AIIMProtocol",
+                "AIIMRedis",
+                "AIIMS3",
+                "AIIMServiceKit",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "Services/Media/Sources/MediaCore", swiftSettings: swiftSettings
         ),
         .executableTarget(
-            name: "aiim-media", dependencies: ["MediaCore"],
+            name: "aiim-media", dependencies: [
+                "AIIMBackendKit",
+                "AIIMProtocol",
+                "AIIMServiceKit",
+                "MediaCore",
+            ],
             path: "Services/Media/Sources/aiim-media", swiftSettings: swiftSettings
         ),
         .target(
             name: "CallsCore",
-            dependencies: ["AIIMShared", "AIIMRedis", "AIIMPostgres", "AIIMServiceKit",
-                           .product(name: "Crypto", package: "swift-crypto"),
-                           .product(name: "Hummingbird", package: "hummingbird")],
+            dependencies: [
+                "AIIMBackendKit",
+                "AIIMConfiguration",
+                "AIIMJSON",
+                "AIIMPostgres",
+                "AIIMProtocol",
+                "AIIMRedis",
+                "AIIMServiceKit",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "Services/Calls/Sources/CallsCore", swiftSettings: swiftSettings
         ),
         .executableTarget(
-            name: "aiim-calls", dependencies: ["CallsCore"],
+            name: "aiim-calls", dependencies: [
+                "AIIMBackendKit",
+                "AIIMProtocol",
+                "AIIMServiceKit",
+                "CallsCore",
+            ],
             path: "Services/Calls/Sources/aiim-calls", swiftSettings: swiftSettings
         ),
 
         // MARK: Benchmarks
         .executableTarget(
             name: "aiim-bench",
-            dependencies: ["AIIMShared", "AIIMRedis", "GatewayCore",
-                           .product(name: "Histogram", package: "hdrhistogram-swift"),
-                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                           .product(name: "NIOCore", package: "swift-nio"),
-                           .product(name: "NIOHTTP1", package: "swift-nio"),
-                           .product(name: "NIOPosix", package: "swift-nio"),
-                           .product(name: "NIOWebSocket", package: "swift-nio"),
-                           .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "AIIMConfiguration",
+                "AIIMJSON",
+                "AIIMProtocol",
+                "AIIMRedis",
+                "GatewayCore",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
             path: "Benchmarks/Sources/aiim-bench", swiftSettings: swiftSettings
         ),
 
         // MARK: Tests
         .testTarget(
-            name: "SharedTests", dependencies: ["AIIMShared"],
+            name: "SharedTests", dependencies: [
+                "AIIMConfiguration",
+                "AIIMJSON",
+                "AIIMProtocol",
+                "AIIMServiceKit",
+            ],
             path: "Tests/SharedTests", swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "MediaTests", dependencies: ["AIIMS3", "MediaCore", .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log")],
+            name: "MediaTests", dependencies: [
+                "AIIMS3",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             path: "Tests/MediaTests", resources: [.copy("Vectors")], swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "CallsTests",
-            dependencies: ["CallsCore", "AIIMShared", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "AIIMConfiguration",
+                "AIIMJSON",
+                "AIIMProtocol",
+                "AIIMServiceKit",
+                "CallsCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             path: "Tests/CallsTests", swiftSettings: swiftSettings
         ),
         /// Needs the servers that `deploy/local/test` starts (Redis, PostgreSQL, S3, coturn).
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["AIIMShared", "AIIMRedis", "AIIMPostgres", "AIIMServiceKit", "GatewayCore", "MessagingCore", "AIIMS3",
-                           .product(name: "Crypto", package: "swift-crypto"),
-                           "MediaCore", "CallsCore",
-                           .product(name: "HummingbirdTesting", package: "hummingbird"),
-                           .product(name: "HTTPTypes", package: "swift-http-types"),
-                           .product(name: "NIOWebSocket", package: "swift-nio"),
-                           .product(name: "NIOCore", package: "swift-nio"),
-                           .product(name: "NIOEmbedded", package: "swift-nio"),
-                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                           .product(name: "Prometheus", package: "swift-prometheus"),
-                           .product(name: "HummingbirdWSClient", package: "hummingbird-websocket")],
+            dependencies: [
+                "AIIMBackendKit",
+                "AIIMConfiguration",
+                "AIIMJSON",
+                "AIIMPostgres",
+                "AIIMProtocol",
+                "AIIMRedis",
+                "AIIMS3",
+                "AIIMServiceKit",
+                "CallsCore",
+                "GatewayCore",
+                "MediaCore",
+                "MessagingCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "Tests/IntegrationTests", swiftSettings: swiftSettings
         ),
     ]

@@ -1,4 +1,6 @@
-import AIIMShared
+import AIIMConfiguration
+import AIIMJSON
+import AIIMProtocol
 @testable import CallsCore
 import Foundation
 import Testing

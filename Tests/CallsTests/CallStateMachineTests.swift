@@ -1,4 +1,4 @@
-import AIIMShared
+import AIIMProtocol
 @testable import CallsCore
 import Foundation
 import Testing

@@ -1,4 +1,6 @@
-import AIIMShared
+import AIIMConfiguration
+import AIIMProtocol
+import AIIMServiceKit
 import CallsCore
 import Testing
 

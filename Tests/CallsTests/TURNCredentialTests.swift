@@ -1,4 +1,5 @@
-import AIIMShared
+import AIIMConfiguration
+import AIIMProtocol
 @testable import CallsCore
 import Crypto
 import Foundation

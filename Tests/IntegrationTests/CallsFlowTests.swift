@@ -1,7 +1,9 @@
+import AIIMBackendKit
+import AIIMJSON
 import AIIMPostgres
+import AIIMProtocol
 import AIIMRedis
 import AIIMServiceKit
-import AIIMShared
 import CallsCore
 import Foundation
 @testable import GatewayCore

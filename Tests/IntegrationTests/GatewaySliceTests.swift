@@ -1,5 +1,7 @@
-import AIIMServiceKit
-import AIIMShared
+import AIIMBackendKit
+import AIIMConfiguration
+import AIIMJSON
+import AIIMProtocol
 import Foundation
 import GatewayCore
 import HTTPTypes

@@ -1,7 +1,9 @@
+import AIIMBackendKit
+import AIIMJSON
 import AIIMPostgres
+import AIIMProtocol
 import AIIMS3
 import AIIMServiceKit
-import AIIMShared
 import Crypto
 import Foundation
 import GatewayCore

@@ -1,5 +1,6 @@
+import AIIMJSON
+import AIIMProtocol
 @testable import AIIMRedis
-import AIIMShared
 import Foundation
 import GatewayCore
 import NIOConcurrencyHelpers

@@ -1,5 +1,7 @@
+import AIIMConfiguration
+import AIIMJSON
 import AIIMPostgres
-import AIIMShared
+import AIIMProtocol
 import Foundation
 import NIOConcurrencyHelpers
 import Testing

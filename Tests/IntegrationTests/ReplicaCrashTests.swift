@@ -1,4 +1,4 @@
-import AIIMShared
+import AIIMJSON
 import Foundation
 import NIOConcurrencyHelpers
 import Testing

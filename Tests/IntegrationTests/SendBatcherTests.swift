@@ -1,5 +1,6 @@
+import AIIMJSON
 @testable import AIIMPostgres
-import AIIMShared
+import AIIMProtocol
 import Foundation
 @testable import MessagingCore
 import NIOConcurrencyHelpers

@@ -1,5 +1,6 @@
+import AIIMBackendKit
+import AIIMJSON
 import AIIMServiceKit
-import AIIMShared
 import Foundation
 import GatewayCore
 import MessagingCore
@@ -7,6 +8,7 @@ import NIOConcurrencyHelpers
 import Prometheus
 import ServiceLifecycle
 import Testing
+
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif

@@ -1,6 +1,7 @@
+import AIIMBackendKit
+import AIIMProtocol
 import AIIMRedis
 import AIIMServiceKit
-import AIIMShared
 import Foundation
 import GatewayCore
 import Logging

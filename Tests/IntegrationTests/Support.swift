@@ -1,6 +1,7 @@
+import AIIMConfiguration
 import AIIMPostgres
+import AIIMProtocol
 import AIIMRedis
-import AIIMShared
 import Foundation
 import Logging
 import NIOConcurrencyHelpers

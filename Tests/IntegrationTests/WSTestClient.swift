@@ -1,10 +1,11 @@
-import AIIMShared
+import AIIMJSON
+import AIIMProtocol
 import Foundation
+import HTTPTypes
 import HummingbirdWSClient
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
-import HTTPTypes
 import NIOWebSocket
 
 /// A real WebSocket client (hummingbird's WSClient) that records every frame it receives.

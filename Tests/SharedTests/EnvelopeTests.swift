@@ -1,4 +1,7 @@
-import AIIMShared
+import AIIMConfiguration
+import AIIMJSON
+import AIIMProtocol
+import AIIMServiceKit
 import Foundation
 import Testing
 

@@ -1,4 +1,5 @@
-import AIIMShared
+import AIIMJSON
+import AIIMProtocol
 import Foundation
 import Testing
 

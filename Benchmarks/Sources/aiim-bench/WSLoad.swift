@@ -1,4 +1,6 @@
-import AIIMShared
+import AIIMConfiguration
+import AIIMJSON
+import AIIMProtocol
 import Foundation
 import GatewayCore
 import Histogram
@@ -7,6 +9,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
+
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif

@@ -1,5 +1,6 @@
+import AIIMConfiguration
+import AIIMProtocol
 import AIIMRedis
-import AIIMShared
 import Foundation
 import Histogram
 import Logging

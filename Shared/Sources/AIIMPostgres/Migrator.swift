@@ -1,4 +1,4 @@
-import AIIMShared
+import AIIMConfiguration
 import Crypto
 import Foundation
 import Logging

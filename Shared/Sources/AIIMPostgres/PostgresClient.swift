@@ -1,4 +1,3 @@
-import AIIMShared
 import Logging
 import NIOConcurrencyHelpers
 import NIOPosix

@@ -1,4 +1,5 @@
-import AIIMShared
+import AIIMConfiguration
+import AIIMJSON
 internal import CLibpq
 import Foundation
 

@@ -1,4 +1,4 @@
-import AIIMShared
+import AIIMProtocol
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore

@@ -1,4 +1,4 @@
-import AIIMShared
+import AIIMConfiguration
 internal import CHiredis
 import Foundation
 import NIOCore

@@ -1,4 +1,5 @@
-import AIIMShared
+import AIIMJSON
+import AIIMProtocol
 import Logging
 import Metrics
 import NIOConcurrencyHelpers
@@ -26,13 +27,6 @@ public struct ConsumerSettings: Sendable {
         self.stream = stream; self.group = group; self.consumer = consumer; self.concurrency = concurrency
         self.maxAttempts = maxAttempts; self.reclaimIdle = reclaimIdle; self.block = block; self.maxLength = maxLength
     }
-
-    public init(service: ServiceName, config: CommonConfiguration) {
-        self.init(stream: StreamNames.commands(service), group: StreamNames.group(service),
-                  consumer: config.instanceID, concurrency: config.consumerConcurrency,
-                  maxAttempts: config.maxAttempts, reclaimIdle: .milliseconds(config.reclaimIdleMillis),
-                  maxLength: config.streamMaxLength)
-    }
 }
 
 /// Handles one command; returns the JSON reply payload (nil: reply `{}`; empty: the request was
@@ -51,12 +45,11 @@ public final class StreamConsumer: Service, Sendable {
     let handler: CommandHandler
     let logger: Logger
     let origin: String
-    let readiness: Readiness?
 
-    public init(redis: RedisClient, settings: ConsumerSettings, origin: String, readiness: Readiness? = nil,
+    public init(redis: RedisClient, settings: ConsumerSettings, origin: String,
                 logger: Logger, handler: @escaping CommandHandler) {
         self.redis = redis; self.settings = settings; self.handler = handler
-        self.logger = logger; self.origin = origin; self.readiness = readiness
+        self.logger = logger; self.origin = origin
     }
 
     public func run() async throws {

@@ -1,4 +1,3 @@
-import AIIMShared
 
 /// One entry of a Redis stream.
 public struct StreamEntry: Sendable {

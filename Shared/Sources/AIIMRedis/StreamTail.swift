@@ -1,4 +1,4 @@
-import AIIMShared
+import AIIMJSON
 import Logging
 import NIOConcurrencyHelpers
 import ServiceLifecycle

@@ -1,4 +1,5 @@
-import AIIMShared
+import AIIMJSON
+import AIIMProtocol
 import Foundation
 
 /// Something to publish after a transition commits: a frame for devices, or a system message

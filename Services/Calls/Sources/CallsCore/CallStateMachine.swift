@@ -1,4 +1,4 @@
-import AIIMShared
+import AIIMProtocol
 import Foundation
 
 /// A row of `calls`, as the state machine sees it.

@@ -1,5 +1,6 @@
+import AIIMJSON
 import AIIMPostgres
-import AIIMShared
+import AIIMProtocol
 import Foundation
 
 /// Outbox rows written by a transaction, to publish after it committed.

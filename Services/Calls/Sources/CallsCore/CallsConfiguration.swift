@@ -1,4 +1,4 @@
-import AIIMShared
+import AIIMConfiguration
 import Foundation
 
 /// Settings of the calls service, from the environment.

@@ -1,7 +1,10 @@
+import AIIMBackendKit
+import AIIMConfiguration
+import AIIMJSON
 import AIIMPostgres
+import AIIMProtocol
 import AIIMRedis
 import AIIMServiceKit
-import AIIMShared
 import Foundation
 import Logging
 import Metrics

@@ -1,4 +1,4 @@
-import AIIMShared
+import AIIMProtocol
 import Foundation
 import JWTKit
 

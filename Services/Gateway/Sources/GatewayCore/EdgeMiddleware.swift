@@ -1,5 +1,6 @@
+import AIIMJSON
+import AIIMProtocol
 import AIIMRedis
-import AIIMShared
 import HTTPTypes
 import Hummingbird
 import NIOConcurrencyHelpers

@@ -1,4 +1,6 @@
-import AIIMShared
+import AIIMJSON
+import AIIMProtocol
+import AIIMServiceKit
 import HTTPTypes
 import Hummingbird
 import Logging

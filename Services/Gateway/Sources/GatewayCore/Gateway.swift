@@ -1,5 +1,7 @@
+import AIIMJSON
+import AIIMProtocol
 import AIIMRedis
-import AIIMShared
+import AIIMServiceKit
 import Foundation
 import HTTPTypes
 import Hummingbird

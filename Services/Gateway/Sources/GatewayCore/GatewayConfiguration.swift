@@ -1,4 +1,6 @@
-import AIIMShared
+import AIIMConfiguration
+import AIIMProtocol
+import AIIMServiceKit
 
 /// Gateway settings, from the environment.
 public struct GatewayConfiguration: Sendable {

@@ -1,5 +1,5 @@
+import AIIMProtocol
 import AIIMRedis
-import AIIMShared
 import Hummingbird
 
 /// Media: REST routes of the original (`/api/aiim/media/...`), forwarded to the media service.

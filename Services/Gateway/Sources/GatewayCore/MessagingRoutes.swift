@@ -1,5 +1,6 @@
+import AIIMJSON
+import AIIMProtocol
 import AIIMRedis
-import AIIMShared
 import Crypto
 import Foundation
 import Hummingbird

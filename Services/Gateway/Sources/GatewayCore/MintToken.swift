@@ -1,4 +1,4 @@
-import AIIMShared
+import AIIMConfiguration
 import Foundation
 
 /// `aiim-gateway mint-token`: a development command that signs a user token with `JWT_SECRET`.

@@ -1,5 +1,4 @@
 import AIIMRedis
-import AIIMShared
 import NIOConcurrencyHelpers
 
 /// Online state per user across every gateway: a Redis hash of the user's live connections

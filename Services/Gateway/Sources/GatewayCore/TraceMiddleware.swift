@@ -1,4 +1,4 @@
-import AIIMShared
+import AIIMProtocol
 import HTTPTypes
 import Hummingbird
 import Logging

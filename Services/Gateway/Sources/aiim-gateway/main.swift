@@ -1,5 +1,6 @@
 
-import AIIMShared
+import AIIMProtocol
+import AIIMServiceKit
 import Foundation
 import GatewayCore
 

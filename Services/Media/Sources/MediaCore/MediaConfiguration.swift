@@ -1,5 +1,6 @@
+import AIIMConfiguration
+import AIIMProtocol
 import AIIMS3
-import AIIMShared
 
 /// Media settings, from the environment. The `MEDIA_*` names are the original's; the storage
 /// settings are the `MINIO_*` variables documented on `S3Configuration`.

@@ -1,6 +1,9 @@
+import AIIMBackendKit
+import AIIMConfiguration
+import AIIMJSON
+import AIIMProtocol
 import AIIMS3
 import AIIMServiceKit
-import AIIMShared
 import Foundation
 import Logging
 import Metrics

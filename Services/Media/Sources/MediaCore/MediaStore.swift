@@ -1,5 +1,5 @@
 import AIIMPostgres
-import AIIMShared
+import AIIMProtocol
 import Foundation
 
 /// One row of `media`.

@@ -1,6 +1,6 @@
 import AIIMRedis
 import AIIMS3
-import AIIMShared
+import AIIMServiceKit
 import Logging
 import Metrics
 import ServiceLifecycle

@@ -1,5 +1,5 @@
+import AIIMProtocol
 import AIIMS3
-import AIIMShared
 import Synchronization
 
 /// Whether object storage answered the last probe. Requests fail fast with `storage_unavailable`

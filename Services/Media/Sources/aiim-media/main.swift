@@ -1,5 +1,6 @@
+import AIIMBackendKit
+import AIIMProtocol
 import AIIMServiceKit
-import AIIMShared
 import MediaCore
 
 ProcessBootstrap.runTasksOnEventLoops()

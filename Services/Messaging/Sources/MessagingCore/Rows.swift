@@ -1,5 +1,6 @@
+import AIIMJSON
 import AIIMPostgres
-import AIIMShared
+import AIIMProtocol
 import Foundation
 
 /// Column lists and row decoding shared by every messaging query.

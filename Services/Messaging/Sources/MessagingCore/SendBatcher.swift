@@ -1,5 +1,6 @@
+import AIIMJSON
 import AIIMPostgres
-import AIIMShared
+import AIIMProtocol
 import Metrics
 import NIOConcurrencyHelpers
 

@@ -1,6 +1,7 @@
+import AIIMBackendKit
+import AIIMJSON
 import AIIMPostgres
-import AIIMServiceKit
-import AIIMShared
+import AIIMProtocol
 import Foundation
 import Logging
 import ServiceLifecycle

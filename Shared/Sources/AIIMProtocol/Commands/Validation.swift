@@ -1,3 +1,4 @@
+import AIIMJSON
 import Foundation
 
 /// Input rules shared by the gateway (early, cheap rejection) and the messaging service

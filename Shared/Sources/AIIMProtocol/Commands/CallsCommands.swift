@@ -1,3 +1,4 @@
+import AIIMJSON
 import Foundation
 
 // Commands the gateway sends to the calls service (stream `aiim:cmd:calls`), the call shapes

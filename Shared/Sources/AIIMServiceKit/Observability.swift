@@ -1,3 +1,5 @@
+import AIIMJSON
+import AIIMProtocol
 import Foundation
 import Hummingbird
 import Logging

@@ -1,8 +1,10 @@
+import AIIMConfiguration
+import AIIMProtocol
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
-import Metrics
 import Prometheus
 import ServiceLifecycle
 import UnixSignals

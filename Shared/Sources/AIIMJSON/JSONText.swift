@@ -258,8 +258,9 @@ struct JSONReader {
     }
 }
 
-enum JSONWriter {
-    static func write(_ v: JSONValue, into out: inout [UInt8]) {
+/// Writes JSON text (the inverse of the parser), for hand-rendered frames.
+public enum JSONWriter {
+    public static func write(_ v: JSONValue, into out: inout [UInt8]) {
         switch v {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
@@ -286,7 +287,7 @@ enum JSONWriter {
         }
     }
 
-    static func number(_ n: Double, into out: inout [UInt8]) {
+    public static func number(_ n: Double, into out: inout [UInt8]) {
         if !n.isFinite {
             out.append(contentsOf: "null".utf8)
         } else if n.rounded() == n, abs(n) < 9.0e15 {
@@ -298,7 +299,7 @@ enum JSONWriter {
 
     static let hex: [UInt8] = Array("0123456789abcdef".utf8)
 
-    static func string(_ s: String, into out: inout [UInt8]) {
+    public static func string(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         var s = s
         s.withUTF8 { u in

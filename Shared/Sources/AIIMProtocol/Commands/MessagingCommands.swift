@@ -1,3 +1,4 @@
+import AIIMJSON
 import Foundation
 
 // Commands the gateway sends to the messaging service (stream `aiim:cmd:messaging`).

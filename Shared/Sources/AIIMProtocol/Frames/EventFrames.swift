@@ -1,3 +1,4 @@
+import AIIMJSON
 import Foundation
 
 /// The frame of a conversation event, in the original's wrapping:

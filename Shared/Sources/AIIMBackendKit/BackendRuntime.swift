@@ -1,6 +1,8 @@
+import AIIMConfiguration
 import AIIMPostgres
+import AIIMProtocol
 import AIIMRedis
-import AIIMShared
+import AIIMServiceKit
 import Foundation
 import Hummingbird
 import Logging
@@ -74,7 +76,7 @@ public struct BackendRuntime: Sendable {
         let monitor = DependencyMonitor(readiness: readiness, checks: base + extraChecks, logger: logger)
         let consumer = StreamConsumer(
             redis: redis, settings: ConsumerSettings(service: config.service, config: config), origin: origin,
-            readiness: readiness, logger: logger, handler: handler)
+            logger: logger, handler: handler)
         let migrateThenConsume = MigrateThenRun(runtime: self, next: consumer)
         return [monitor, http, bus] + extraServices + [migrateThenConsume]
     }
@@ -115,3 +117,13 @@ struct MigrateThenRun: Service {
     }
 }
 
+
+extension ConsumerSettings {
+    /// A backend's settings for its own command stream, from the common configuration.
+    public init(service: ServiceName, config: CommonConfiguration) {
+        self.init(stream: StreamNames.commands(service), group: StreamNames.group(service),
+                  consumer: config.instanceID, concurrency: config.consumerConcurrency,
+                  maxAttempts: config.maxAttempts, reclaimIdle: .milliseconds(config.reclaimIdleMillis),
+                  maxLength: config.streamMaxLength)
+    }
+}

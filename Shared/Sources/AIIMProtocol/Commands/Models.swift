@@ -1,3 +1,4 @@
+import AIIMJSON
 import Foundation
 
 /// Who acts: set by the gateway from the verified token, never from a request body.
