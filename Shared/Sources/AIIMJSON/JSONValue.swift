@@ -63,6 +63,11 @@ public enum JSONCoding {
     public static func decode<T: Decodable>(_ type: T.Type, from bytes: some Collection<UInt8>) throws -> T {
         try JSONValueCoder.decode(T.self, from: JSONValue(parsing: bytes))
     }
+
+    /// Decodes a value from parsed JSON (a field of a larger document, a frame already read).
+    public static func decode<T: Decodable>(_ type: T.Type, from value: JSONValue) throws -> T {
+        try JSONValueCoder.decode(T.self, from: value)
+    }
 }
 
 extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral,

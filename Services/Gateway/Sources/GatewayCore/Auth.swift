@@ -1,6 +1,8 @@
 import AIIMProtocol
+import Crypto
 import Foundation
 import JWTKit
+import NIOConcurrencyHelpers
 
 /// Who is calling: the user (token `sub`) and tenant (token claim, never a request body).
 public struct Identity: Sendable, Equatable {
@@ -68,5 +70,47 @@ public struct Authenticator: Sendable {
             sub: .init(value: user), exp: .init(value: now.addingTimeInterval(Double(ttl.components.seconds))),
             iat: .init(value: now), iss: issuer.map { .init(value: $0) }, tenant_id: tenant)
         return try await keys.sign(claims)
+    }
+}
+
+/// Turns a bearer token into an identity: a user token (JWT, verified here) or an AI agent's API
+/// key (`aiim_…`, verified by messaging and cached for a minute).
+public struct Credentials: Sendable {
+    let tokens: Authenticator
+    let backends: Backends
+    private let apiKeyCache = NIOLockedValueBox<[String: (Identity, ContinuousClock.Instant)]>([:])
+
+    init(tokens: Authenticator, backends: Backends) {
+        self.tokens = tokens
+        self.backends = backends
+    }
+
+    /// The identity a token stands for, or `unauthorized`.
+    public func identity(for token: String) async throws -> Identity {
+        guard token.hasPrefix(APIKeys.prefix) else { return try await tokens.verify(token) }
+        let hash = APIKeys.hash(token)
+        if let (identity, at) = apiKeyCache.withLockedValue({ $0[hash] }), ContinuousClock.now - at < .seconds(60) {
+            return identity
+        }
+        let actor = try await backends.call(VerifyAPIKey(keyHash: hash))
+        let identity = Identity(userID: actor.userID, tenantID: actor.tenantID, isBot: true)
+        apiKeyCache.withLockedValue { cache in
+            if cache.count > 10_000 { cache.removeAll() }
+            cache[hash] = (identity, .now)
+        }
+        return identity
+    }
+}
+
+/// API keys of AI agents: `aiim_` and 96 hex digits, shown once; only the SHA-256 is stored.
+enum APIKeys {
+    static let prefix = "aiim_"
+
+    static func make() -> String {
+        prefix + (0..<3).map { _ in UUIDs.make().replacingOccurrences(of: "-", with: "") }.joined()
+    }
+
+    static func hash(_ key: String) -> String {
+        SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 }

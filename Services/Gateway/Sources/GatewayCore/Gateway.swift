@@ -2,55 +2,32 @@ import AIIMJSON
 import AIIMProtocol
 import AIIMRedis
 import AIIMServiceKit
-import Foundation
-import HTTPTypes
 import Hummingbird
 import HummingbirdWebSocket
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import Prometheus
 import ServiceLifecycle
 
-/// Per-request state: who is calling (set by `AuthMiddleware`).
-public struct AIIMRequestContext: RequestContext, WebSocketRequestContext {
-    public var coreContext: CoreRequestContextStorage
-    public var identity: Identity?
-    public let webSocket: WebSocketHandlerReference<Self>
-    /// Carries the identity verified at the upgrade into the WebSocket handler.
-    let webSocketIdentity = NIOLockedValueBox<Identity?>(nil)
-    /// The connection's NIO channel: after an upgrade, WebSocket frames are written to it
-    /// directly, several per flush (`SocketOutbox`).
-    let channel: any Channel
-
-    public init(source: Source) {
-        coreContext = .init(source: source)
-        webSocket = .init()
-        channel = source.channel
-    }
-
-    /// The caller, or `unauthorized`.
-    public func requireIdentity() throws -> Identity {
-        guard let identity else { throw AIIMError(.unauthorized, "authentication required") }
-        return identity
-    }
-}
-
-/// The gateway: REST and WebSocket edge. Authenticates, validates and rate-limits, forwards
-/// commands to the backend services over Redis streams, and delivers their events to sockets.
+/// The gateway: the REST and WebSocket edge. It authenticates, validates and rate-limits,
+/// forwards commands to the backend services over Redis streams (`Backends`), and delivers
+/// their events to its sockets (`DeliveryHub`). Routes live in `HTTP/` (a controller per
+/// backend), the WebSocket side in `WebSocket/`.
 public struct Gateway: Sendable {
     public let config: GatewayConfiguration
     public let logger: Logger
     public let redis: RedisClient
     public let bus: BusClient
+    public let backends: Backends
+    /// Verifies and mints user tokens (JWT).
     public let auth: Authenticator
+    public let credentials: Credentials
     public let readiness: Readiness
     public let registry: PrometheusCollectorRegistry
-    let hub: ConnectionHub
+    let hub: DeliveryHub
     /// Follows the shared events stream and delivers to this gateway's sockets.
     let events: StreamTail
     let presence: PresenceTracker
-    let apiKeyCache = NIOLockedValueBox<[String: (Identity, ContinuousClock.Instant)]>([:])
     let frameLimiter: FrameRateLimiter
 
     public init(config: GatewayConfiguration, registry: PrometheusCollectorRegistry) async throws {
@@ -61,37 +38,25 @@ public struct Gateway: Sendable {
         self.logger = logger
         redis = try RedisClient(url: config.common.redisURL, poolSize: config.common.redisPoolSize, logger: logger)
         bus = BusClient(redis: redis, instance: config.common.instanceID, maxLength: config.common.streamMaxLength, logger: logger)
+        backends = Backends(bus: bus, timeout: .milliseconds(config.busTimeoutMillis))
         auth = await Authenticator(secret: config.jwtSecret, issuer: config.jwtIssuer, defaultTenant: config.defaultTenant)
+        credentials = Credentials(tokens: auth, backends: backends)
         readiness = Readiness(components: ["redis"])
         presence = PresenceTracker(redis: redis, instance: config.common.instanceID)
         frameLimiter = FrameRateLimiter(perSecond: config.rateLimitPerSecond)
-        let box = NIOLockedValueBox<Gateway?>(nil)
-        hub = ConnectionHub(logger: logger, bus: bus) { c, conv, cursor in
-            await box.withLockedValue { $0 }?.gapFrames(c, conv, cursor) ?? []
-        }
+        hub = DeliveryHub(logger: logger, backends: backends)
         events = StreamTail(redis: redis, stream: StreamNames.events, logger: logger) { [hub] entries in
             await hub.dispatch(entries)
         }
-        box.withLockedValue { $0 = self }
     }
 
-    /// A user token (JWT) or an AI agent's API key (`aiim_...`), as an identity.
-    func authenticate(_ token: String) async throws -> Identity {
-        guard token.hasPrefix(APIKeys.prefix) else { return try await auth.verify(token) }
-        let hash = APIKeys.hash(token)
-        if let (identity, at) = apiKeyCache.withLockedValue({ $0[hash] }), ContinuousClock.now - at < .seconds(60) {
-            return identity
-        }
-        let actor = try await bus.request(VerifyAPIKey(keyHash: hash), timeout: busTimeout)
-        let identity = Identity(userID: actor.userID, tenantID: actor.tenantID, isBot: true)
-        apiKeyCache.withLockedValue { cache in
-            if cache.count > 10_000 { cache.removeAll() }
-            cache[hash] = (identity, .now)
-        }
-        return identity
+    /// The WebSocket frames this gateway handles.
+    var frames: FrameRouter {
+        var router = FrameRouter()
+        router.addMessagingFrames(backends: backends, hub: hub, followsEvents: { [events] in events.isFollowing })
+        router.addCallFrames(backends: backends)
+        return router
     }
-
-    var busTimeout: Duration { .milliseconds(config.busTimeoutMillis) }
 
     /// The HTTP router with every route (tests drive it with `app.test(.router)`).
     public func buildRouter() -> Router<AIIMRequestContext> {
@@ -112,21 +77,29 @@ public struct Gateway: Sendable {
         router.get("/openapi.json") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: OpenAPI.document)))
         }
-        addWebSocketRoute(to: router)
+        let sessions = SessionServices(config: config, backends: backends, hub: hub, presence: presence, frames: frames,
+                                       limiter: frameLimiter)
+        WebSocketEndpoint(credentials: credentials, services: sessions).add(to: router)
+
         let api = router.group("api/aiim")
-            .add(middleware: AuthMiddleware(gateway: self))
+            .add(middleware: BodyLimitMiddleware(maxBodyBytes: config.maxBodyBytes))
+            .add(middleware: AuthMiddleware(credentials: credentials))
+            .group(context: AuthenticatedContext.self)
             .add(middleware: RateLimitMiddleware(redis: redis, limit: config.rateLimitPerSecond))
-        addMessagingRoutes(to: api)
-        api.get("bus/ping") { _, context in
-            _ = try context.requireIdentity()
-            let pong = try await bus.request(PingCommand(note: "ping"), timeout: busTimeout)
+        api.addRoutes(ConversationsController(backends: backends).endpoints, atPath: "conversations")
+        api.addRoutes(MessagesController(backends: backends, followsEvents: { [events] in events.isFollowing }).endpoints)
+        api.addRoutes(ReceiptsController(backends: backends).endpoints, atPath: "receipts")
+        api.addRoutes(APIKeysController(backends: backends).endpoints, atPath: "api_keys")
+        api.addRoutes(PresenceController(presence: presence).endpoints, atPath: "presence")
+        api.addRoutes(MediaController(backends: backends).endpoints, atPath: "media")
+        api.addRoutes(CallsController(backends: backends).endpoints, atPath: "calls")
+        api.get("bus/ping") { _, _ in
+            let pong = try await backends.call(PingCommand(note: "ping"))
             return ObservabilityRoutes.jsonResponse(.ok, .object([
                 "service": .string(pong.service), "instance": .string(pong.instance),
                 "trace_id": .string(Trace.current?.traceID ?? ""),
             ]))
         }
-        addMediaRoutes(to: api)
-        addCallRoutes(to: api)
         return router
     }
 
@@ -154,23 +127,5 @@ public struct Gateway: Sendable {
 
     public func shutdown() async {
         await redis.shutdown()
-    }
-}
-
-/// Reads `Authorization: Bearer <jwt>` into `context.identity`. Routes decide whether they
-/// need it (`requireIdentity`). REST never reads `?token=` (tokens do not belong in access logs).
-struct AuthMiddleware: RouterMiddleware {
-    let gateway: Gateway
-
-    func handle(_ request: Request, context: AIIMRequestContext, next: (Request, AIIMRequestContext) async throws -> Response) async throws -> Response {
-        var context = context
-        if let header = request.headers[.authorization] {
-            let parts = header.split(separator: " ", maxSplits: 1)
-            guard parts.count == 2, parts[0].lowercased() == "bearer" else {
-                throw AIIMError(.unauthorized, "Authorization must be 'Bearer <token>'")
-            }
-            context.identity = try await gateway.authenticate(String(parts[1]).trimmingCharacters(in: .whitespaces))
-        }
-        return try await next(request, context)
     }
 }

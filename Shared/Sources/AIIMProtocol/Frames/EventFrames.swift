@@ -43,7 +43,7 @@ func messageEventPrefix(_ event: String, conversationID: String) -> [UInt8] {
 
 /// The `SendResult` JSON (`{"message":…,"duplicate":false}`) of a `message.created` frame
 /// written by `messageEventText`, without parsing it; nil for a frame of another shape.
-public func sendResultJSON(fromCreatedEvent frameText: String, conversationID: String) -> [UInt8]? {
+func sendResultJSON(fromCreatedEvent frameText: String, conversationID: String) -> [UInt8]? {
     let prefix = messageEventPrefix("message.created", conversationID: conversationID)
     let frame = Array(frameText.utf8)
     guard frame.count > prefix.count + 2, frame.starts(with: prefix), frame.suffix(2).elementsEqual("}}".utf8) else { return nil }
@@ -53,4 +53,13 @@ public func sendResultJSON(fromCreatedEvent frameText: String, conversationID: S
     out.append(contentsOf: frame[prefix.count..<(frame.count - 2)])
     out.append(contentsOf: #","duplicate":false}"#.utf8)
     return out
+}
+
+extension DeliveryEvent {
+    /// For a `message.created` event that answers a send (`reply`): the `SendResult` JSON, cut
+    /// from the frame `messageEventText` rendered, without parsing it.
+    public var sendResult: [UInt8]? {
+        guard let conversationId else { return nil }
+        return sendResultJSON(fromCreatedEvent: frameText, conversationID: conversationId)
+    }
 }

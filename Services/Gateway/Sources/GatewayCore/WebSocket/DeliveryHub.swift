@@ -1,0 +1,132 @@
+import AIIMProtocol
+import AIIMRedis
+import Logging
+import Metrics
+import NIOConcurrencyHelpers
+
+/// Every live connection of this gateway, by user, and the fan-out of the delivery events read
+/// from the shared events stream to them, in each device's `seq` order. The hub fetches what a
+/// device is missing itself (gap fill, `subscribe` replay) from the messaging service's history.
+final class DeliveryHub: Sendable {
+    private let connections = NIOLockedValueBox<[String: [String: DeviceConnection]]>([:])
+    let logger: Logger
+    let backends: Backends
+    /// A `message.created` event may answer a send of this gateway (`DeliveryEvent.reply`).
+    let answer: @Sendable (EventReply, [UInt8]) -> Void
+    /// Which reply stream is this gateway's own.
+    let replyStream: String
+
+    init(logger: Logger, backends: Backends) {
+        self.logger = logger
+        self.backends = backends
+        replyStream = backends.bus.replyStream
+        answer = { [bus = backends.bus] reply, payload in bus.resolve(reply, payload: payload) }
+    }
+
+    static func key(_ tenant: String, _ user: String) -> String { tenant + "\u{0}" + user }
+
+    func add(_ c: DeviceConnection) {
+        connections.withLockedValue { $0[Self.key(c.identity.tenantID, c.identity.userID), default: [:]][c.id] = c }
+        Gauge(label: "aiim_websocket_connections_active").record(count)
+    }
+
+    func remove(_ c: DeviceConnection) {
+        connections.withLockedValue { all in
+            let k = Self.key(c.identity.tenantID, c.identity.userID)
+            all[k]?[c.id] = nil
+            if all[k]?.isEmpty == true { all[k] = nil }
+        }
+        Gauge(label: "aiim_websocket_connections_active").record(count)
+    }
+
+    var count: Int { connections.withLockedValue { $0.values.reduce(0) { $0 + $1.count } } }
+
+    func devices(tenant: String, user: String) -> [DeviceConnection] {
+        connections.withLockedValue { Array(($0[Self.key(tenant, user)] ?? [:]).values) }
+    }
+
+    /// Delivers entries of the events stream to local devices.
+    func dispatch(_ entries: [StreamEntry]) async {
+        for entry in entries {
+            guard let env = try? Envelope(fields: entry.fields), let event = try? DeliveryEvent(envelope: env) else {
+                logger.error("malformed delivery event", metadata: ["entry": "\(entry.id)"])
+                continue
+            }
+            deliver(event)
+        }
+    }
+
+    func deliver(_ event: DeliveryEvent) {
+        let text = event.frameText
+        if let reply = event.reply, reply.stream == replyStream {
+            // A batched send of ours: the event is its answer (messaging wrote no reply entry).
+            if let payload = event.sendResult {
+                answer(reply, payload)
+            } else {
+                logger.error("event answers a request but is not a message.created frame", metadata: ["request": "\(reply.correlationId)"])
+            }
+        }
+        for user in Set(event.recipients) {
+            for c in devices(tenant: event.tenantID, user: user) where c.id != event.excludeConnection {
+                if let m = event.membership, m.joined.contains(user) {
+                    c.ordering.withLockedValue { $0.joined(m.conversationID, seqBefore: m.seqBefore) }
+                }
+                if let conv = event.conversationId, let seq = event.seq {
+                    if c.deliver(conversation: conv, seq: seq, text: text) { scheduleGapFill(c, conv) }
+                } else {
+                    c.send(text)
+                }
+                if let m = event.membership, m.left.contains(user) {
+                    c.ordering.withLockedValue { $0.left(m.conversationID) }
+                }
+            }
+        }
+        Counter(label: "aiim_events_delivered_total").increment()
+    }
+
+    /// A device saw `seq` ahead of its cursor. Usually the missing event is just behind (another
+    /// messaging replica published it a moment later); if it has not come within 250 ms, fetch
+    /// it from the messaging service (it is committed: its seq was assigned before).
+    func scheduleGapFill(_ c: DeviceConnection, _ conversation: String) {
+        // Unstructured: the gap fill outlives this dispatch call and must not block the events stream.
+        Task {
+            for _ in 0..<20 {
+                try? await Task.sleep(for: .milliseconds(250))
+                guard let gap = c.ordering.withLockedValue({ $0.gap(conversation) }), !c.overflowed else { return }
+                Counter(label: "aiim_ws_gap_fills_total").increment()
+                for frame in await missing(c, conversation, after: gap.after) {
+                    _ = c.deliver(conversation: conversation, seq: frame.seq, text: frame.text)
+                }
+            }
+        }
+    }
+
+    /// One page of the messages after `cursor`, as `(seq, frame text)`; empty when the fetch failed.
+    func missing(_ c: DeviceConnection, _ conversation: String, after cursor: Int64) async -> [(seq: Int64, text: String)] {
+        do {
+            return try await page(c, conversation, after: cursor).messages.map { ($0.seq, try messageEventText("message.created", $0)) }
+        } catch {
+            logger.warning("gap fill failed", metadata: ["conversation_id": "\(conversation)", "error": "\(error)"])
+            return []
+        }
+    }
+
+    /// `subscribe` with `after_seq`: every message after it, in order, before any live event of
+    /// that conversation (which wait meanwhile), then live delivery resumes.
+    func replay(_ c: DeviceConnection, _ conversation: String, after: Int64) async throws {
+        var cursor = after
+        defer { c.release(conversation, upTo: cursor) }
+        while true {
+            let page = try await page(c, conversation, after: cursor)
+            for m in page.messages {
+                c.send(try messageEventText("message.created", m))
+                cursor = m.seq
+            }
+            if !page.hasMore || page.messages.isEmpty { break }
+        }
+    }
+
+    private func page(_ c: DeviceConnection, _ conversation: String, after: Int64) async throws -> MessagePage {
+        try await backends.call(History(actor: c.actor, conversationID: conversation, beforeSeq: nil, afterSeq: after, limit: 200))
+    }
+}

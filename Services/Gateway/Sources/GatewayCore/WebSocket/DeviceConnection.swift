@@ -1,0 +1,143 @@
+import AIIMJSON
+import AIIMProtocol
+import Metrics
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// One device's WebSocket connection as the delivery side sees it: who it is, its outbox, and
+/// the order in which it has been given each conversation's messages.
+final class DeviceConnection: Sendable {
+    let id: String
+    let identity: Identity
+    let outbox: SocketOutbox
+    let ordering = NIOLockedValueBox(DeviceOrdering())
+    private let lastSeenBox = NIOLockedValueBox(ContinuousClock.now)
+
+    init(identity: Identity, channel: any Channel, queueLimit: Int) {
+        id = UUIDs.make()
+        self.identity = identity
+        outbox = SocketOutbox(channel: channel, limit: queueLimit)
+    }
+
+    /// The device as the backends see it (the connection id lets events skip this device).
+    var actor: Actor { identity.actor(connectionID: id) }
+
+    /// Queues a frame; a full queue marks the connection as a slow consumer (it is then closed
+    /// with code 4001 and resumes by `seq` after reconnecting).
+    func send(_ text: String) {
+        if outbox.enqueue(text) == .overflowed {
+            Counter(label: "aiim_ws_slow_consumer_closed_total").increment()
+        }
+    }
+
+    func send(_ frame: JSONValue) { send(frame.jsonString()) }
+
+    var overflowed: Bool { outbox.overflowed }
+
+    /// Delivers an ordered event of a conversation; returns true when a gap needs filling.
+    func deliver(conversation: String, seq: Int64, text: String) -> Bool {
+        var out: [String] = []
+        let needGap = ordering.withLockedValue { $0.accept(conversation: conversation, seq: seq, text: text, into: &out) }
+        for t in out { send(t) }
+        return needGap
+    }
+
+    /// Sends what a replay or gap fill released.
+    func release(_ conversation: String, upTo cursor: Int64) {
+        var out: [String] = []
+        ordering.withLockedValue { $0.finishReplay(conversation, cursor: cursor, into: &out) }
+        for t in out { send(t) }
+    }
+
+    var lastSeen: ContinuousClock.Instant { lastSeenBox.withLockedValue { $0 } }
+    func touch() { lastSeenBox.withLockedValue { $0 = .now } }
+}
+
+/// Per conversation, the last `seq` a device was given and the events that arrived ahead of it.
+/// Messages reach the device in `seq` order with no gap and no duplicate: an event ahead of the
+/// cursor waits here while the missing ones are fetched.
+struct DeviceOrdering: Sendable {
+    var cursors: [String: Int64] = [:]
+    var buffers: [String: [Int64: String]] = [:]
+    var gapFetching: Set<String> = []
+    /// Conversations being replayed after `subscribe`: live events wait in the buffer.
+    var replaying: Set<String> = []
+    /// Conversations this device unsubscribed from.
+    var muted: Set<String> = []
+
+    /// Cursors the session starts from (the conversations' last `seq` when the device connected).
+    mutating func start(from lastSeq: [String: Int64]) {
+        for (c, seq) in lastSeq where cursors[c] == nil { cursors[c] = seq }
+    }
+
+    /// Takes an event: what may be sent now goes to `out`; true when a gap fetch should start.
+    mutating func accept(conversation: String, seq: Int64, text: String, into out: inout [String]) -> Bool {
+        if muted.contains(conversation) { return false }
+        if replaying.contains(conversation) {
+            buffers[conversation, default: [:]][seq] = text
+            return false
+        }
+        guard let cursor = cursors[conversation] else {
+            cursors[conversation] = seq
+            out.append(text)
+            return false
+        }
+        if seq <= cursor { return false }  // already delivered (a re-publish or a replay)
+        if seq == cursor + 1 {
+            out.append(text)
+            cursors[conversation] = seq
+            drain(conversation, into: &out)
+            return false
+        }
+        buffers[conversation, default: [:]][seq] = text
+        guard !gapFetching.contains(conversation) else { return false }
+        gapFetching.insert(conversation)
+        return true
+    }
+
+    /// Sends buffered events that follow the cursor.
+    mutating func drain(_ conversation: String, into out: inout [String]) {
+        guard var buffer = buffers[conversation], var cursor = cursors[conversation] else { return }
+        while let next = buffer.removeValue(forKey: cursor + 1) {
+            out.append(next)
+            cursor += 1
+        }
+        buffer = buffer.filter { $0.key > cursor }
+        cursors[conversation] = cursor
+        buffers[conversation] = buffer.isEmpty ? nil : buffer
+    }
+
+    /// (cursor, lowest buffered seq) while a gap remains, else nil (and the gap is closed).
+    mutating func gap(_ conversation: String) -> (after: Int64, upTo: Int64)? {
+        guard let buffer = buffers[conversation], let low = buffer.keys.min(), let cursor = cursors[conversation],
+              low > cursor + 1 else {
+            gapFetching.remove(conversation)
+            return nil
+        }
+        return (cursor, low)
+    }
+
+    /// `subscribe`: the device wants this conversation again, replayed after `after` if given.
+    /// Returns nothing; live events wait until `finishReplay`.
+    mutating func subscribe(_ conversation: String, after: Int64?, lastSeq: Int64) {
+        muted.remove(conversation)
+        if after != nil { replaying.insert(conversation) }
+        if cursors[conversation] == nil { cursors[conversation] = after ?? lastSeq }
+    }
+
+    /// The replay reached `cursor`: live delivery resumes with what waited.
+    mutating func finishReplay(_ conversation: String, cursor: Int64, into out: inout [String]) {
+        replaying.remove(conversation)
+        cursors[conversation] = max(cursors[conversation] ?? 0, cursor)
+        drain(conversation, into: &out)
+    }
+
+    mutating func joined(_ conversation: String, seqBefore: Int64) {
+        if cursors[conversation] == nil { cursors[conversation] = seqBefore }
+    }
+
+    mutating func left(_ conversation: String) {
+        cursors[conversation] = nil
+        buffers[conversation] = nil
+    }
+}

@@ -1,0 +1,164 @@
+import AIIMJSON
+import AIIMProtocol
+import HummingbirdWebSocket
+import Logging
+import Metrics
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOWebSocket
+
+/// Close codes of `/api/aiim/ws` (docs/PROTOCOL.md).
+enum CloseCode {
+    /// No frame (not even `pong`) within `WS_PING_TIMEOUT`.
+    static let pingTimeout = 4000
+    /// The device could not keep up; its send queue overflowed. Reconnect and resume by `seq`.
+    static let slowConsumer = 4001
+    /// The gateway is shutting down; reconnect (to another replica).
+    static let goingAway = 1001
+}
+
+/// What every WebSocket session of this gateway shares.
+struct SessionServices: Sendable {
+    let config: GatewayConfiguration
+    let backends: Backends
+    let hub: DeliveryHub
+    let presence: PresenceTracker
+    let frames: FrameRouter
+    let limiter: FrameRateLimiter
+}
+
+/// One device's WebSocket connection from upgrade to close: its cursors, the `connected` frame,
+/// presence, the heartbeat, and the frame loop. Frames to the device go through the connection's
+/// `SocketOutbox`; `outbound` only closes.
+struct WebSocketSession {
+    let services: SessionServices
+    let connection: DeviceConnection
+    let logger: Logger
+
+    init(identity: Identity, channel: any Channel, services: SessionServices, logger: Logger) {
+        self.services = services
+        connection = DeviceConnection(identity: identity, channel: channel, queueLimit: services.config.sendQueueLimit)
+        var logger = logger
+        logger[metadataKey: "connection_id"] = "\(connection.id)"
+        logger[metadataKey: "user_id"] = "\(identity.userID)"
+        self.logger = logger
+    }
+
+    var config: GatewayConfiguration { services.config }
+
+    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
+        services.hub.add(connection)
+        defer { services.hub.remove(connection) }
+
+        // Cursors first, so live events are ordered from the start.
+        do {
+            let session = try await services.backends.call(OpenSession(actor: connection.actor))
+            connection.ordering.withLockedValue { $0.start(from: session.lastSeq) }
+        } catch {
+            logger.warning("session set-up failed", metadata: ["error": "\(error)"])
+        }
+        send(ConnectedFrame(connectionID: connection.id, userID: connection.identity.userID, pingInterval: config.pingIntervalSeconds))
+        await presenceChanged(connected: true)
+
+        let closeCode: Int? = await withTaskGroup(of: Int?.self) { group in
+            group.addTask {
+                for await _ in connection.outbox.finished {}
+                return connection.overflowed ? CloseCode.slowConsumer : nil
+            }
+            group.addTask { await heartbeat() }
+            group.addTask {
+                do {
+                    for try await message in inbound.messages(maxSize: config.maxFrameBytes) {
+                        connection.touch()
+                        switch message {
+                        case .text(let text): await handle(text)
+                        case .binary:
+                            send(ErrorFrame(AIIMError.badRequest("binary frames are not supported; send JSON text")))
+                        }
+                    }
+                } catch {
+                    logger.debug("inbound ended", metadata: ["error": "\(error)"])
+                }
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            connection.outbox.close()
+            return first
+        }
+        if let closeCode {
+            try? await outbound.close(.init(codeNumber: closeCode),
+                                      reason: closeCode == CloseCode.slowConsumer ? "slow consumer" : "ping timeout")
+        }
+        await presenceChanged(connected: false)
+    }
+
+    /// Sends `ping` every interval and closes connections silent for longer than the timeout.
+    func heartbeat() async -> Int? {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(config.pingIntervalSeconds))
+            if Task.isCancelled { return nil }
+            if ContinuousClock.now - connection.lastSeen > .seconds(config.pingTimeoutSeconds) { return CloseCode.pingTimeout }
+            send(HeartbeatFrame.ping)
+            try? await services.presence.refresh(connection.identity)
+        }
+        return nil
+    }
+
+    /// The user's first connection came or their last one left: tell their contacts, and the
+    /// calls service (which fails an answered call whose party stays away past the grace period).
+    func presenceChanged(connected: Bool) async {
+        let identity = connection.identity
+        do {
+            let changed = connected
+                ? try await services.presence.connected(identity, connectionID: connection.id)
+                : try await services.presence.disconnected(identity, connectionID: connection.id)
+            if changed {
+                try await services.backends.post(PresenceChanged(actor: identity.actor(), online: connected))
+                if connected { try await services.backends.post(UserReconnected(actor: identity.actor())) }
+                else { try await services.backends.post(UserDisconnected(actor: identity.actor())) }
+            }
+        } catch {
+            logger.warning("presence update failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Handles one client frame; every outcome is a reply frame, nothing, or an `error` frame.
+    func handle(_ text: String) async {
+        let value: JSONValue
+        do { value = try JSONBodyDecoder.object(Array(text.utf8)) } catch {
+            send(ErrorFrame(ErrorMiddleware<AIIMRequestContext>.map(error)))
+            return
+        }
+        let frame = value.objectValue ?? [:]
+        let type = frame["type"]?.stringValue
+        let handler = type.flatMap { services.frames.handler(for: $0) }
+        Counter(label: "aiim_ws_frames_total", dimensions: [("type", handler == nil ? (type == nil ? "none" : "unknown") : type!)]).increment()
+        if type != PingFrame.type, type != PingFrame.pongType, let wait = services.limiter.admit(connection.identity) {
+            send(ErrorFrame(AIIMError(.rateLimited, "more than \(services.limiter.perSecond) frames per second"), request: frame,
+                            retryAfterMillis: wait.wholeMilliseconds))
+            return
+        }
+        do {
+            guard let handler else {
+                guard let type, !type.isEmpty else { throw AIIMError.validation("type is required") }
+                throw AIIMError(.unknownType, "unknown frame type '\(type.prefix(64))'")
+            }
+            if let reply = try await handler(value, FrameContext(connection: connection, frame: frame, logger: logger)) {
+                connection.send(try reply.json(requestID: frame["request_id"].flatMap { $0.isNull ? nil : $0 }))
+            }
+        } catch {
+            let e = ErrorMiddleware<AIIMRequestContext>.map(error)
+            if e.code == .internalError {
+                logger.error("frame failed", metadata: ["type": "\(type ?? "")", "error": "\(String(reflecting: error))"])
+            }
+            send(ErrorFrame(e, request: frame))
+        }
+    }
+
+    func send(_ frame: some ServerFrame) {
+        do { connection.send(try frame.json()) } catch {
+            logger.error("cannot encode a frame", metadata: ["error": "\(error)"])
+        }
+    }
+}
