@@ -23,6 +23,21 @@ PRODUCTS = {
     "AsyncHTTPClient": "async-http-client",
 }
 
+# The layering of docs/ARCHITECTURE.md: the targets of this package each library may use.
+ALLOWED = {
+    "AIIMJSON": set(), "AIIMConfiguration": set(),
+    "AIIMProtocol": {"AIIMJSON"},
+    "AIIMRedis": {"CHiredis", "AIIMProtocol", "AIIMJSON", "AIIMConfiguration"},
+    "AIIMPostgres": {"CLibpq", "AIIMJSON", "AIIMConfiguration"},
+    "AIIMServiceKit": {"AIIMProtocol", "AIIMJSON", "AIIMConfiguration"},
+    "AIIMBackendKit": {"AIIMServiceKit", "AIIMRedis", "AIIMPostgres", "AIIMProtocol", "AIIMJSON", "AIIMConfiguration"},
+    "AIIMS3": {"CCurlShim"},
+    "GatewayCore": {"AIIMServiceKit", "AIIMRedis", "AIIMProtocol", "AIIMJSON", "AIIMConfiguration"},
+    "MessagingCore": {"AIIMBackendKit", "AIIMServiceKit", "AIIMRedis", "AIIMPostgres", "AIIMProtocol", "AIIMJSON", "AIIMConfiguration"},
+    "CallsCore": {"AIIMBackendKit", "AIIMServiceKit", "AIIMRedis", "AIIMPostgres", "AIIMProtocol", "AIIMJSON", "AIIMConfiguration"},
+    "MediaCore": {"AIIMBackendKit", "AIIMServiceKit", "AIIMRedis", "AIIMPostgres", "AIIMProtocol", "AIIMJSON", "AIIMConfiguration", "AIIMS3"},
+}
+
 TARGET = re.compile(r'\.(target|executableTarget|testTarget)\(\s*name:\s*"([^"]+)"', re.S)
 
 
@@ -81,6 +96,9 @@ def main():
         unknown = {m for m in wanted if m not in local and m not in PRODUCTS}
         for m in sorted(unknown):
             problems.append(f"{name}: imports {m}, which is neither a target of this package nor a known product")
+        if name in ALLOWED:
+            for m in sorted((wanted & local) - ALLOWED[name]):
+                problems.append(f"{name}: may not import {m} (docs/ARCHITECTURE.md, modules and what each may import)")
         dm = re.search(r"dependencies:\s*\[(.*?)\]\s*,\s*\n?\s*(?=path:)", body, re.S)
         declared = set()
         if dm:
