@@ -34,7 +34,7 @@ public struct MessagingService: Sendable {
 
     /// Everything the process runs, in dependency order.
     public func services() -> [any Service] {
-        let reaper = StreamReaper(service: self, timeout: streamTimeout, interval: min(.seconds(2), streamTimeout / 2))
+        let reaper = SilentAnswerCloser(service: self, timeout: streamTimeout, interval: min(.seconds(2), streamTimeout / 2))
         return runtime.services(handler: { env in try await handle(env) }, extraServices: [reaper])
     }
 
