@@ -22,6 +22,8 @@ public struct BackendRuntime: Sendable {
     /// For commands this service sends to another one (e.g. calls → messaging).
     public let bus: BusClient
     public let registry: PrometheusCollectorRegistry
+    /// Where delivery events for devices go.
+    public let events: EventPublisher
     public var origin: String { "\(config.service.rawValue)/\(config.instanceID)" }
 
     public init(config: CommonConfiguration, registry: PrometheusCollectorRegistry, extraReadiness: [String] = []) throws {
@@ -36,23 +38,19 @@ public struct BackendRuntime: Sendable {
                                       statementTimeoutMillis: config.queryTimeoutMillis, logger: logger)
         readiness = Readiness(components: ["redis", "database", "migrations"] + extraReadiness)
         bus = BusClient(redis: redis, instance: config.instanceID, maxLength: config.streamMaxLength, logger: logger)
+        events = EventPublisher(redis: redis, maxLength: config.streamMaxLength,
+                                origin: "\(config.service.rawValue)/\(config.instanceID)")
     }
 
     /// Publishes a delivery event for devices on the shared events stream.
     public func publish(_ event: DeliveryEvent) async throws {
-        try await redis.xadd(StreamNames.events, maxLen: config.streamMaxLength, envelope: event.envelope(trace: nil, origin: origin))
+        try await events.publish(event)
     }
 
     /// Publishes several delivery events in one round trip, in the given order, each under its
     /// own request's trace.
     public func publish(_ events: [(event: DeliveryEvent, trace: Trace?)]) async throws {
-        let commands = try events.map {
-            RedisClient.xaddCommand(StreamNames.events, maxLen: config.streamMaxLength,
-                                    envelope: try $0.event.envelope(trace: $0.trace, origin: origin))
-        }
-        for r in try await redis.pipeline(commands) {
-            if case .error(let e) = r { throw RedisError(.server, e) }
-        }
+        try await self.events.publish(events)
     }
 
     /// The services to run, in start order (shutdown runs in reverse: the consumer drains first,
@@ -125,5 +123,34 @@ extension ConsumerSettings {
                   consumer: config.instanceID, concurrency: config.consumerConcurrency,
                   maxAttempts: config.maxAttempts, reclaimIdle: .milliseconds(config.reclaimIdleMillis),
                   maxLength: config.streamMaxLength)
+    }
+}
+
+/// Publishes delivery events for devices on the shared events stream (`aiim:events`), which
+/// every gateway reads.
+public struct EventPublisher: Sendable {
+    let redis: RedisClient
+    let maxLength: Int
+    /// `service/instance`, written on every event.
+    let origin: String
+
+    public init(redis: RedisClient, maxLength: Int, origin: String) {
+        self.redis = redis; self.maxLength = maxLength; self.origin = origin
+    }
+
+    /// Publishes one event.
+    public func publish(_ event: DeliveryEvent) async throws {
+        try await redis.xadd(StreamNames.events, maxLen: maxLength, envelope: event.envelope(trace: nil, origin: origin))
+    }
+
+    /// Publishes several events in one round trip, in the given order, each under its own
+    /// request's trace.
+    public func publish(_ events: [(event: DeliveryEvent, trace: Trace?)]) async throws {
+        let commands = try events.map {
+            RedisClient.xaddCommand(StreamNames.events, maxLen: maxLength, envelope: try $0.event.envelope(trace: $0.trace, origin: origin))
+        }
+        for r in try await redis.pipeline(commands) {
+            if case .error(let e) = r { throw RedisError(.server, e) }
+        }
     }
 }

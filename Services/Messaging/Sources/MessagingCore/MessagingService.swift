@@ -7,7 +7,6 @@ import AIIMRedis
 import AIIMServiceKit
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import Prometheus
 import ServiceLifecycle
 
@@ -24,12 +23,8 @@ public struct MessagingService: Sendable {
     public init(runtime: BackendRuntime, streamTimeout: Duration = .seconds(30)) {
         self.runtime = runtime
         self.streamTimeout = streamTimeout
-        let box = NIOLockedValueBox<MessagingService?>(nil)
-        batcher = SendBatcher { batch in
-            guard let service = box.withLockedValue({ $0 }) else { throw AIIMError.unavailable("messaging is starting") }
-            return try await service.insertBatch(batch)
-        }
-        box.withLockedValue { $0 = self }
+        let writer = SendBatchWriter(postgres: runtime.postgres, events: runtime.events)
+        batcher = SendBatcher { batch in try await writer.write(batch) }
     }
 
     /// Everything the process runs, in dependency order.
