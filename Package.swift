@@ -116,6 +116,7 @@ let package = Package(
             name: "AIIMBackendKit",
             dependencies: [
                 "AIIMConfiguration",
+                "AIIMJSON",
                 "AIIMPostgres",
                 "AIIMProtocol",
                 "AIIMRedis",
@@ -166,7 +167,6 @@ let package = Package(
                 "AIIMJSON",
                 "AIIMPostgres",
                 "AIIMProtocol",
-                "AIIMRedis",
                 "AIIMServiceKit",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -182,6 +182,7 @@ let package = Package(
                 "AIIMProtocol",
                 "AIIMServiceKit",
                 "MessagingCore",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Services/Messaging/Sources/aiim-messaging", swiftSettings: swiftSettings
         ),
@@ -199,7 +200,6 @@ let package = Package(
             dependencies: [
                 "AIIMBackendKit",
                 "AIIMConfiguration",
-                "AIIMJSON",
                 "AIIMPostgres",
                 "AIIMProtocol",
                 "AIIMRedis",
@@ -220,6 +220,7 @@ let package = Package(
                 "AIIMProtocol",
                 "AIIMServiceKit",
                 "MediaCore",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Services/Media/Sources/aiim-media", swiftSettings: swiftSettings
         ),
@@ -247,6 +248,7 @@ let package = Package(
                 "AIIMProtocol",
                 "AIIMServiceKit",
                 "CallsCore",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Services/Calls/Sources/aiim-calls", swiftSettings: swiftSettings
         ),
@@ -301,6 +303,11 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Tests/CallsTests", swiftSettings: swiftSettings
+        ),
+        /// The backend kit without servers: command routing, migration ownership.
+        .testTarget(
+            name: "BackendKitTests", dependencies: ["AIIMBackendKit", "AIIMJSON", "AIIMProtocol"],
+            path: "Tests/BackendKitTests", swiftSettings: swiftSettings
         ),
         /// Needs the servers that `deploy/local/test` starts (Redis, PostgreSQL, S3, coturn).
         .testTarget(

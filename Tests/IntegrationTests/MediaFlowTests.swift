@@ -127,12 +127,12 @@ struct MediaStack: Sendable {
             let env = try TestEnv.serviceEnvironment(s3.merging(extra) { _, new in new }.merging(["INSTANCE_ID": uniqueName("media")]) { _, new in new })
             media.append(try buildMedia(env: env, registry: PrometheusCollectorRegistry()))
         }
-        var services: [any Service] = media.flatMap { $0.services() } + [gateway.bus]
+        var services: [any Service] = try media.flatMap { try $0.services() } + [gateway.bus]
         var messagingService: MessagingService?
         if messaging {
             let m = try buildMessaging(env: try TestEnv.serviceEnvironment(["INSTANCE_ID": uniqueName("messaging")]),
                                        registry: PrometheusCollectorRegistry())
-            services += m.services()
+            services += try m.services()
             messagingService = m
         }
         let db = try PostgresClient(url: try TestEnv.databaseURL(), poolSize: 2, logger: TestLog.logger)

@@ -1,6 +1,5 @@
 import AIIMBackendKit
 import AIIMConfiguration
-import AIIMJSON
 import AIIMProtocol
 import AIIMS3
 import AIIMServiceKit
@@ -46,10 +45,21 @@ public struct MediaService: Sendable {
                                interval: configuration.cleanupInterval, batch: configuration.cleanupBatch, logger: logger)
     }
 
-    public func services() -> [any Service] {
-        runtime.services(handler: { env in try await handle(env) },
-                         extraChecks: [("storage", { [probe] in try await probe.check() })],
-                         extraServices: [sweeper])
+    public func services() throws -> [any Service] {
+        var router = CommandRouter(service: .media)
+        try routes(&router)
+        return runtime.services(handler: router.handler,
+                                extraChecks: [("storage", { [probe] in try await probe.check() })],
+                                extraServices: [sweeper])
+    }
+
+    /// A handler per command type.
+    public func routes(_ router: inout CommandRouter) throws {
+        try router.register(MediaUploadToken.self, uploadToken)
+        try router.register(MediaUploadComplete.self, uploadComplete)
+        try router.register(MediaDownload.self, download)
+        try router.register(MediaMetadata.self, metadata)
+        try router.register(MediaDelete.self, delete)
     }
 
     /// Closes storage connections and threads, then the runtime's pools.
@@ -65,22 +75,6 @@ public struct MediaService: Sendable {
     @discardableResult
     public func sweepExpiredUploads() async throws -> Int {
         try await sweeper.sweep()
-    }
-
-    func handle(_ env: Envelope) async throws -> [UInt8]? {
-        switch env.header.type {
-        case MediaUploadToken.type: return try reply(await uploadToken(env.decode()))
-        case MediaUploadComplete.type: return try reply(await uploadComplete(env.decode()))
-        case MediaDownload.type: return try reply(await download(env.decode()))
-        case MediaMetadata.type: return try reply(await metadata(env.decode()))
-        case MediaDelete.type: return try reply(await delete(env.decode()))
-        default:
-            throw AIIMError(.unknownType, "media does not handle \(env.header.type)")
-        }
-    }
-
-    private func reply(_ value: some Encodable) throws -> [UInt8] {
-        try JSONCoding.encode(value)
     }
 
     private func logger(_ operation: String, mediaID: String? = nil, actor: Actor) -> Logger {

@@ -9,22 +9,24 @@ extension MessagingService {
     /// Sends a message. A plain message (no `reply_to`, not audio) joins the next batch
     /// (`SendBatcher`); anything the batch did not store, and every other message, takes the
     /// one-by-one path, which tells a retry, a stranger and a bad reference apart.
-    /// Returns the reply payload too, so a batched message is not encoded twice; with `answer`, a
-    /// batched message's event carries the answer and the payload is empty (no reply entry).
-    func send(_ cmd: SendMessage, answer: EventReply? = nil) async throws -> (result: SendResult, payload: [UInt8]) {
+    /// A batched message's reply is spliced from the JSON the batch encoded anyway; when the
+    /// requester reads the events stream (`replyByEvent`, a gateway), the message's event carries
+    /// the answer instead of a reply entry.
+    func send(_ cmd: SendMessage, context: CommandRouter.Context) async throws -> CommandRouter.Reply {
         let conversationID = try Validation.id(cmd.conversationID, field: "conversation_id")
         let clientMsgID = try Validation.id(cmd.clientMsgID, field: "client_msg_id")
         let replyTo = try Validation.optionalID(cmd.replyTo, field: "reply_to")
         let content = try Validation.content(cmd.content, type: cmd.kind)
         if replyTo == nil, cmd.kind != "audio" {
+            let answer = cmd.replyByEvent == true ? context.replyTo.map { EventReply(stream: $0, correlationId: context.id) } : nil
             let pending = PendingSend(
                 messageID: UUIDs.make(), conversationID: conversationID, tenantID: cmd.actor.tenantID,
-                senderID: cmd.actor.userID, kind: cmd.kind, content: content, clientMsgID: clientMsgID, trace: Trace.current,
+                senderID: cmd.actor.userID, kind: cmd.kind, content: content, clientMsgID: clientMsgID, trace: context.trace,
                 answer: answer)
-            if let stored = try await batcher.submit(pending) { return (stored.result, answer == nil ? stored.replyPayload : []) }
+            if let stored = try await batcher.submit(pending) { return answer == nil ? .encoded(stored.replyPayload) : .answeredByEvent }
         }
         let result = try await sendOne(cmd, conversationID: conversationID, clientMsgID: clientMsgID, replyTo: replyTo, content: content)
-        return (result, try JSONCoding.encode(result))
+        return .encoded(try JSONCoding.encode(result))
     }
 
     /// Inserts one message in one statement: the conversation row is locked by the `UPDATE` that
