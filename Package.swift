@@ -177,13 +177,7 @@ let package = Package(
             path: "Services/Messaging/Sources/MessagingCore", swiftSettings: swiftSettings
         ),
         .executableTarget(
-            name: "aiim-messaging", dependencies: [
-                "AIIMBackendKit",
-                "AIIMProtocol",
-                "AIIMServiceKit",
-                "MessagingCore",
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ],
+            name: "aiim-messaging", dependencies: ["AIIMBackendKit", "AIIMServiceKit", "MessagingCore"],
             path: "Services/Messaging/Sources/aiim-messaging", swiftSettings: swiftSettings
         ),
         /// S3 over libcurl with AWS Signature V4 (MinIO, SeaweedFS, Alibaba OSS).
@@ -215,13 +209,7 @@ let package = Package(
             path: "Services/Media/Sources/MediaCore", swiftSettings: swiftSettings
         ),
         .executableTarget(
-            name: "aiim-media", dependencies: [
-                "AIIMBackendKit",
-                "AIIMProtocol",
-                "AIIMServiceKit",
-                "MediaCore",
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ],
+            name: "aiim-media", dependencies: ["AIIMBackendKit", "AIIMServiceKit", "MediaCore"],
             path: "Services/Media/Sources/aiim-media", swiftSettings: swiftSettings
         ),
         .target(
@@ -243,13 +231,7 @@ let package = Package(
             path: "Services/Calls/Sources/CallsCore", swiftSettings: swiftSettings
         ),
         .executableTarget(
-            name: "aiim-calls", dependencies: [
-                "AIIMBackendKit",
-                "AIIMProtocol",
-                "AIIMServiceKit",
-                "CallsCore",
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ],
+            name: "aiim-calls", dependencies: ["AIIMBackendKit", "AIIMServiceKit", "CallsCore"],
             path: "Services/Calls/Sources/aiim-calls", swiftSettings: swiftSettings
         ),
 

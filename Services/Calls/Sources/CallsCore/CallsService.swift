@@ -13,7 +13,9 @@ import ServiceLifecycle
 
 /// The calls service: consumes `aiim:cmd:calls`, owns the call state machine in PostgreSQL,
 /// relays WebRTC signalling to the addressed participant only, and mints TURN credentials.
-public struct CallsService: Sendable {
+public struct CallsService: BackendService {
+    public static let name = ServiceName.calls
+
     public let runtime: BackendRuntime
     public let config: CallsConfiguration
     let store: CallStore
@@ -26,14 +28,20 @@ public struct CallsService: Sendable {
         store = CallStore(postgres: runtime.postgres, config: config, ice: ice)
     }
 
-    /// Everything the process runs, in dependency order (the timer waits for migrations).
-    public func services() throws -> [any Service] {
-        var router = CommandRouter(service: .calls)
-        try routes(&router)
-        return runtime.services(handler: router.handler, extraServices: [CallTimers(calls: self)])
+    /// Reads the calls settings (`CallsConfiguration`) from `env`; refuses a TURN server without
+    /// a secret.
+    public init(runtime: BackendRuntime, env: Environment) throws {
+        let config = try CallsConfiguration(env: env)
+        runtime.logger.notice("calls configured", metadata: [
+            "call.turn": "\(config.turn)", "call.ring_timeout_s": "\(config.ringTimeout)",
+            "call.disconnect_grace_s": "\(config.disconnectGrace)",
+        ])
+        self.init(runtime: runtime, config: config)
     }
 
-    /// A handler per command type.
+    /// The timer waits for migrations.
+    public var extraServices: [any Service] { [CallTimers(calls: self)] }
+
     public func routes(_ router: inout CommandRouter) throws {
         try router.register(InitiateCall.self, initiate)
         try router.register(MarkCallRinging.self) { cmd in try await act(.ringing, cmd.callID, cmd.actor).dto }
@@ -173,12 +181,5 @@ struct CallTimers: Service {
 /// Builds the calls service from the environment (tests call this too). Refuses to build with
 /// a TURN server but no secret.
 public func buildCalls(env: Environment = Environment(), registry: PrometheusCollectorRegistry) throws -> CallsService {
-    let config = try CommonConfiguration(service: .calls, env: env, requireDatabase: true)
-    let calls = try CallsConfiguration(env: env)
-    let runtime = try BackendRuntime(config: config, registry: registry)
-    runtime.logger.notice("calls configured", metadata: [
-        "call.turn": "\(calls.turn)", "call.ring_timeout_s": "\(calls.ringTimeout)",
-        "call.disconnect_grace_s": "\(calls.disconnectGrace)",
-    ])
-    return CallsService(runtime: runtime, config: calls)
+    try CallsService.build(env: env, registry: registry)
 }

@@ -14,7 +14,10 @@ import ServiceLifecycle
 /// and S3 through presigned URLs; this service issues them, verifies uploads (size, SHA-256, real
 /// type, duration) in one streamed pass, enforces membership and ownership, and sweeps uploads
 /// that were never completed.
-public struct MediaService: Sendable {
+public struct MediaService: BackendService {
+    public static let name = ServiceName.media
+    public static let readinessComponents = ["storage"]
+
     public let runtime: BackendRuntime
     public let configuration: MediaConfiguration
     /// The bucket, for the service's own transfers and presigning.
@@ -45,15 +48,15 @@ public struct MediaService: Sendable {
                                interval: configuration.cleanupInterval, batch: configuration.cleanupBatch, logger: logger)
     }
 
-    public func services() throws -> [any Service] {
-        var router = CommandRouter(service: .media)
-        try routes(&router)
-        return runtime.services(handler: router.handler,
-                                extraChecks: [("storage", { [probe] in try await probe.check() })],
-                                extraServices: [sweeper])
+    /// Reads the media settings (`MediaConfiguration`) from `env`. Refuses a missing or malformed
+    /// setting; never because storage is down.
+    public init(runtime: BackendRuntime, env: Environment) throws {
+        self.init(runtime: runtime, configuration: try MediaConfiguration(env: env))
     }
 
-    /// A handler per command type.
+    public var extraServices: [any Service] { [sweeper] }
+    public var readinessChecks: [(String, DependencyMonitor.Check)] { [("storage", { [probe] in try await probe.check() })] }
+
     public func routes(_ router: inout CommandRouter) throws {
         try router.register(MediaUploadToken.self, uploadToken)
         try router.register(MediaUploadComplete.self, uploadComplete)
@@ -351,8 +354,5 @@ enum MediaIDs {
 /// Builds the media service from the environment (tests call this too). Refuses to start with a
 /// missing or malformed setting; never because storage is down.
 public func buildMedia(env: Environment = Environment(), registry: PrometheusCollectorRegistry) throws -> MediaService {
-    let config = try CommonConfiguration(service: .media, env: env, requireDatabase: true)
-    let media = try MediaConfiguration(env: env)
-    let runtime = try BackendRuntime(config: config, registry: registry, extraReadiness: ["storage"])
-    return MediaService(runtime: runtime, configuration: media)
+    try MediaService.build(env: env, registry: registry)
 }

@@ -3,16 +3,17 @@ import AIIMConfiguration
 import AIIMPostgres
 import AIIMProtocol
 import AIIMServiceKit
-import Foundation
 import Logging
 import Prometheus
 import ServiceLifecycle
 
 /// The messaging service: consumes `aiim:cmd:messaging`, owns conversations, messages, receipts
-/// and AI streams in PostgreSQL, and publishes delivery events for the gateways.
-public struct MessagingService: Sendable {
+/// and AI answers in PostgreSQL, and publishes delivery events for the gateways.
+public struct MessagingService: BackendService {
+    public static let name = ServiceName.messaging
+
     public let runtime: BackendRuntime
-    /// `STREAM_TIMEOUT_SECONDS`: an AI stream with no chunk for this long is closed as `interrupted`. Default 30.
+    /// `STREAM_TIMEOUT_SECONDS`: an AI answer with no chunk for this long is closed as `interrupted`. Default 30.
     public let streamTimeout: Duration
     var postgres: PostgresClient { runtime.postgres }
     /// Gathers concurrent sends into batches (one statement, one commit each).
@@ -25,15 +26,14 @@ public struct MessagingService: Sendable {
         batcher = SendBatcher { batch in try await writer.write(batch) }
     }
 
-    /// Everything the process runs, in dependency order.
-    public func services() throws -> [any Service] {
-        var router = CommandRouter(service: .messaging)
-        try routes(&router)
-        let reaper = SilentAnswerCloser(service: self, timeout: streamTimeout, interval: min(.seconds(2), streamTimeout / 2))
-        return runtime.services(handler: router.handler, extraServices: [reaper])
+    public init(runtime: BackendRuntime, env: Environment) throws {
+        self.init(runtime: runtime, streamTimeout: .seconds(try env.int("STREAM_TIMEOUT_SECONDS", default: 30)))
     }
 
-    /// A handler per command type.
+    public var extraServices: [any Service] {
+        [SilentAnswerCloser(service: self, timeout: streamTimeout, interval: min(.seconds(2), streamTimeout / 2))]
+    }
+
     public func routes(_ router: inout CommandRouter) throws {
         try router.register(PingCommand.self) { cmd in
             runtime.logger.info("ping", metadata: ["note": "\(cmd.note ?? "")"])
@@ -68,7 +68,5 @@ public struct MessagingService: Sendable {
 
 /// Builds the messaging service from the environment (tests call this too).
 public func buildMessaging(env: Environment = Environment(), registry: PrometheusCollectorRegistry) throws -> MessagingService {
-    let config = try CommonConfiguration(service: .messaging, env: env, requireDatabase: true)
-    let timeout = try env.int("STREAM_TIMEOUT_SECONDS", default: 30)
-    return MessagingService(runtime: try BackendRuntime(config: config, registry: registry), streamTimeout: .seconds(timeout))
+    try MessagingService.build(env: env, registry: registry)
 }
