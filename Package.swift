@@ -94,7 +94,8 @@ let package = Package(
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             path: "Shared/Sources/AIIMRedis", swiftSettings: swiftSettings
         ),
-        /// PostgreSQL over libpq: pool, typed rows, transactions, migrations.
+        /// PostgreSQL over libpq: pool, typed rows, transactions, the migrator (each service ships
+        /// its own migrations as resources of its library target).
         .target(
             name: "AIIMPostgres",
             dependencies: [
@@ -106,9 +107,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
-            path: "Shared/Sources/AIIMPostgres",
-            resources: [.copy("Migrations")],
-            swiftSettings: swiftSettings
+            path: "Shared/Sources/AIIMPostgres", swiftSettings: swiftSettings
         ),
         /// What every backend (messaging, media, calls) runs on top of the service kit: the
         /// command router and consumer, PostgreSQL and Redis pools, migrations, one entry point.
@@ -174,7 +173,9 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            path: "Services/Messaging/Sources/MessagingCore", swiftSettings: swiftSettings
+            path: "Services/Messaging/Sources/MessagingCore",
+            resources: [.copy("Migrations")],  // this service's own tables (Migrator's `requires`)
+            swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "aiim-messaging", dependencies: ["AIIMBackendKit", "AIIMServiceKit", "MessagingCore"],
@@ -206,7 +207,9 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            path: "Services/Media/Sources/MediaCore", swiftSettings: swiftSettings
+            path: "Services/Media/Sources/MediaCore",
+            resources: [.copy("Migrations")],  // this service's own tables (Migrator's `requires`)
+            swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "aiim-media", dependencies: ["AIIMBackendKit", "AIIMServiceKit", "MediaCore"],
@@ -228,7 +231,9 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            path: "Services/Calls/Sources/CallsCore", swiftSettings: swiftSettings
+            path: "Services/Calls/Sources/CallsCore",
+            resources: [.copy("Migrations")],  // this service's own tables (Migrator's `requires`)
+            swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "aiim-calls", dependencies: ["AIIMBackendKit", "AIIMServiceKit", "CallsCore"],
@@ -288,7 +293,16 @@ let package = Package(
         ),
         /// The backend kit without servers: command routing, migration ownership.
         .testTarget(
-            name: "BackendKitTests", dependencies: ["AIIMBackendKit", "AIIMJSON", "AIIMProtocol"],
+            name: "BackendKitTests", dependencies: [
+                "AIIMBackendKit",
+                "AIIMConfiguration",
+                "AIIMJSON",
+                "AIIMPostgres",
+                "AIIMProtocol",
+                "CallsCore",
+                "MediaCore",
+                "MessagingCore",
+            ],
             path: "Tests/BackendKitTests", swiftSettings: swiftSettings
         ),
         /// Needs the servers that `deploy/local/test` starts (Redis, PostgreSQL, S3, coturn).

@@ -136,6 +136,9 @@ struct MediaStack: Sendable {
             messagingService = m
         }
         let db = try PostgresClient(url: try TestEnv.databaseURL(), poolSize: 2, logger: TestLog.logger)
+        // The conversations these tests create live in messaging's tables, and media reads them
+        // through messaging's view: apply messaging's migrations as its service would, running or not.
+        _ = try await Migrator.run(try MessagingService.migrations(), on: db, logger: TestLog.logger)
         let group = ServiceGroup(configuration: .init(services: services, logger: TestLog.logger))
         let app = Application(router: gateway.buildRouter())
         let stackMedia = media

@@ -76,7 +76,7 @@ import Testing
     @Test(arguments: [false, true])
     func theGenericPlanOnEmptyTablesLooksRowsUpByIndex(analysedWhileEmpty: Bool) async throws {
         let pg = try PostgresClient(url: try await TestEnv.isolatedDatabaseURL(schema: uniqueName("plan")), poolSize: 1, logger: TestLog.logger)
-        _ = try await Migrator.run(try Migrator.bundled(), on: pg, logger: TestLog.logger)
+        _ = try await Migrator.run(try MessagingService.migrations(), on: pg, logger: TestLog.logger)
         // Autovacuum may analyse the tables while they are still empty: then they look free to scan.
         if analysedWhileEmpty { try await pg.query("ANALYZE conversations, conversation_members, im_messages") }
         try await pg.query("SET plan_cache_mode = force_generic_plan")

@@ -24,11 +24,15 @@ public struct BackendRuntime: Sendable {
     public let registry: PrometheusCollectorRegistry
     /// Where delivery events for devices go.
     public let events: EventPublisher
+    /// This service's own migrations (`BackendService.migrations()`), applied before the consumer starts.
+    public let migrations: [Migration]
     public var origin: String { "\(config.service.rawValue)/\(config.instanceID)" }
 
-    public init(config: CommonConfiguration, registry: PrometheusCollectorRegistry, extraReadiness: [String] = []) throws {
+    public init(config: CommonConfiguration, registry: PrometheusCollectorRegistry, migrations: [Migration],
+                extraReadiness: [String] = []) throws {
         self.config = config
         self.registry = registry
+        self.migrations = migrations
         var logger = Logger(label: "aiim.\(config.service.rawValue)")
         logger.logLevel = Logger.Level(rawValue: config.logLevel) ?? .info
         self.logger = logger
@@ -79,10 +83,10 @@ public struct BackendRuntime: Sendable {
         return [monitor, http, bus] + extraServices + [migrateThenConsume]
     }
 
-    /// Applies the bundled migrations, retrying with backoff until PostgreSQL is reachable.
+    /// Applies this service's migrations, retrying with backoff until PostgreSQL is reachable and
+    /// the versions they `require` of other services are applied (`MigrationWaiting`).
     public func migrate() async throws {
         var backoff = Backoff(base: .milliseconds(200), cap: .seconds(5))
-        let migrations = try Migrator.bundled()
         while true {
             do {
                 try await Migrator.run(migrations, on: postgres, logger: logger)
@@ -92,7 +96,11 @@ public struct BackendRuntime: Sendable {
                 throw e
             } catch {
                 readiness.set("migrations", down: "migrations not applied yet")
-                logger.warning("cannot migrate yet; retrying", metadata: ["error": "\(error)"])
+                if error is MigrationWaiting {
+                    logger.notice("waiting for another service's migration", metadata: ["error": "\(error)"])
+                } else {
+                    logger.warning("cannot migrate yet; retrying", metadata: ["error": "\(error)"])
+                }
                 if Task.isShuttingDownGracefully || Task.isCancelled { throw CancellationError() }
                 try? await Task.sleep(for: backoff.next())
             }
@@ -105,7 +113,7 @@ public struct BackendRuntime: Sendable {
     }
 }
 
-/// Runs migrations before the command consumer starts taking work.
+/// Runs this service's migrations before the command consumer starts taking work.
 struct MigrateThenRun: Service {
     let runtime: BackendRuntime
     let next: any Service

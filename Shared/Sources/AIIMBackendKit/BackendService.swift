@@ -1,4 +1,5 @@
 import AIIMConfiguration
+import AIIMPostgres
 import AIIMProtocol
 import AIIMServiceKit
 import Prometheus
@@ -12,6 +13,8 @@ public protocol BackendService: Sendable {
     static var name: ServiceName { get }
     /// Readiness components beyond redis, database and migrations (e.g. `storage`).
     static var readinessComponents: [String] { get }
+    /// This service's own migrations (its target's `Migrations` resources).
+    static func migrations() throws -> [Migration]
 
     /// Builds the service on `runtime`, reading its own settings from `env` (once).
     init(runtime: BackendRuntime, env: Environment) throws
@@ -48,7 +51,8 @@ extension BackendService {
 
     /// Builds the service from configuration already read from `env`.
     public static func build(config: CommonConfiguration, env: Environment, registry: PrometheusCollectorRegistry) throws -> Self {
-        let runtime = try BackendRuntime(config: config, registry: registry, extraReadiness: readinessComponents)
+        let runtime = try BackendRuntime(config: config, registry: registry, migrations: try migrations(),
+                                         extraReadiness: readinessComponents)
         return try Self(runtime: runtime, env: env)
     }
 

@@ -13,8 +13,10 @@ import ServiceLifecycle
 
 /// The calls service: consumes `aiim:cmd:calls`, owns the call state machine in PostgreSQL,
 /// relays WebRTC signalling to the addressed participant only, and mints TURN credentials.
+/// Membership is read through messaging's `messaging_members` view.
 public struct CallsService: BackendService {
     public static let name = ServiceName.calls
+    public static func migrations() throws -> [Migration] { try Migrator.bundled(in: .module) }
 
     public let runtime: BackendRuntime
     public let config: CallsConfiguration

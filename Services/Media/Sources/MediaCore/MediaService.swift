@@ -1,5 +1,6 @@
 import AIIMBackendKit
 import AIIMConfiguration
+import AIIMPostgres
 import AIIMProtocol
 import AIIMS3
 import AIIMServiceKit
@@ -13,10 +14,11 @@ import ServiceLifecycle
 /// The media service: consumes `aiim:cmd:media`. Uploads and downloads go straight between clients
 /// and S3 through presigned URLs; this service issues them, verifies uploads (size, SHA-256, real
 /// type, duration) in one streamed pass, enforces membership and ownership, and sweeps uploads
-/// that were never completed.
+/// that were never completed. It checks membership through messaging's `messaging_members` view.
 public struct MediaService: BackendService {
     public static let name = ServiceName.media
     public static let readinessComponents = ["storage"]
+    public static func migrations() throws -> [Migration] { try Migrator.bundled(in: .module) }
 
     public let runtime: BackendRuntime
     public let configuration: MediaConfiguration

@@ -8,9 +8,11 @@ import Prometheus
 import ServiceLifecycle
 
 /// The messaging service: consumes `aiim:cmd:messaging`, owns conversations, messages, receipts
-/// and AI answers in PostgreSQL, and publishes delivery events for the gateways.
+/// and AI answers in PostgreSQL, and publishes delivery events for the gateways. Other services
+/// read its membership through the `messaging_members` view only (migration 0004).
 public struct MessagingService: BackendService {
     public static let name = ServiceName.messaging
+    public static func migrations() throws -> [Migration] { try Migrator.bundled(in: .module) }
 
     public let runtime: BackendRuntime
     /// `STREAM_TIMEOUT_SECONDS`: an AI answer with no chunk for this long is closed as `interrupted`. Default 30.
