@@ -166,6 +166,7 @@ let package = Package(
                 "AIIMJSON",
                 "AIIMPostgres",
                 "AIIMProtocol",
+                "AIIMRedis",
                 "AIIMServiceKit",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -7,7 +7,7 @@ import Prometheus
 import Testing
 
 /// Each backend's router handles exactly the command types its `switch` handled before the
-/// re-cut, so no wire type was lost or moved.
+/// re-cut (plus `media.attachment`), so no wire type was lost or moved.
 @Suite struct BackendRoutesTests {
     init() { TestLog.bootstrap() }
 
@@ -24,7 +24,7 @@ import Testing
         let media = try buildMedia(env: try TestEnv.serviceEnvironment(try MediaStack.s3Environment()),
                                    registry: PrometheusCollectorRegistry())
         #expect(try media.router().types == [
-            "media.delete", "media.download", "media.metadata", "media.upload_complete", "media.upload_token",
+            "media.attachment", "media.delete", "media.download", "media.metadata", "media.upload_complete", "media.upload_token",
         ])
         await media.shutdown()
 

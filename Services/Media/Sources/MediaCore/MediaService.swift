@@ -14,7 +14,8 @@ import ServiceLifecycle
 /// The media service: consumes `aiim:cmd:media`. Uploads and downloads go straight between clients
 /// and S3 through presigned URLs; this service issues them, verifies uploads (size, SHA-256, real
 /// type, duration) in one streamed pass, enforces membership and ownership, and sweeps uploads
-/// that were never completed. It checks membership through messaging's `messaging_members` view.
+/// that were never completed. It owns the `media` table; other services ask it (`media.attachment`)
+/// and it checks membership through messaging's `messaging_members` view.
 public struct MediaService: BackendService {
     public static let name = ServiceName.media
     public static let readinessComponents = ["storage"]
@@ -65,6 +66,7 @@ public struct MediaService: BackendService {
         try router.register(MediaDownload.self, download)
         try router.register(MediaMetadata.self, metadata)
         try router.register(MediaDelete.self, delete)
+        try router.register(MediaAttachment.self, attachment)
     }
 
     /// Closes storage connections and threads, then the runtime's pools.
@@ -242,6 +244,16 @@ public struct MediaService: BackendService {
     private static func result(_ media: MediaRecord) -> MediaUploadResult {
         MediaUploadResult(status: "success", mediaID: media.mediaID, contentType: media.contentType,
                           fileSize: media.size, filename: media.filename, durationMs: media.durationMs)
+    }
+
+    // MARK: attachment (for messaging's audio messages)
+
+    /// The facts an audio message copies from a ready media of its conversation.
+    func attachment(_ command: MediaAttachment) async throws -> MediaAttachmentInfo {
+        guard let info = try await store.readyAttachment(
+            mediaID: command.mediaID, conversationID: command.conversationID, tenantID: command.tenantID)
+        else { throw AIIMError.validation("media_id must be an uploaded, verified file of this conversation") }
+        return info
     }
 
     // MARK: download, metadata, delete

@@ -100,6 +100,17 @@ struct MediaStore: Sendable {
         return result.affectedRows == 1
     }
 
+    /// Duration, type and size of a ready media of this conversation and tenant (what an audio
+    /// message shows); nil when there is none.
+    func readyAttachment(mediaID: String, conversationID: String, tenantID: String) async throws -> MediaAttachmentInfo? {
+        let rows = try await db.query(
+            "SELECT duration_ms, content_type, size FROM media WHERE media_id = $1 AND conversation_id = $2 AND tenant_id = $3 AND status = 'ready'",
+            [mediaID, conversationID, tenantID])
+        guard let row = rows.first else { return nil }
+        return MediaAttachmentInfo(durationMs: row.optional("duration_ms"), contentType: try row.decode("content_type"),
+                                   size: try row.decode("size"))
+    }
+
     /// `pending` → `ready`, unless the upload was cancelled, claimed by the sweeper or is past its
     /// grace period in the meantime. Returns the ready record, or nil if it lost that race.
     func markReady(mediaID: String, sha256: String, size: Int64, durationMs: Int?, etag: String?) async throws -> MediaRecord? {

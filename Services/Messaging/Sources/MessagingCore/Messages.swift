@@ -2,6 +2,7 @@ import AIIMBackendKit
 import AIIMJSON
 import AIIMPostgres
 import AIIMProtocol
+import AIIMRedis
 import Foundation
 
 /// Sending, history, edits, recalls and catch-up.
@@ -52,22 +53,24 @@ extension MessagingService {
             content: content, replyTo: replyTo, clientMsgID: clientMsgID)
     }
 
-    /// An audio message must point at ready media of the same conversation; its duration is
-    /// copied from the media row into the content.
+    /// An audio message must point at ready media of the same conversation. The media service
+    /// owns that table: it answers `media.attachment` with the file's duration, type and size
+    /// (copied into the content), or with the validation error the sender sees.
     func audioContent(_ content: JSONValue, conversationID: String, actor: Actor) async throws -> JSONValue {
         guard let mediaID = content["media_id"]?.stringValue else { throw AIIMError.validation("audio content needs media_id") }
-        let rows = try await postgres.query(
-            "SELECT duration_ms, content_type, size FROM media WHERE media_id = $1 AND conversation_id = $2 AND tenant_id = $3 AND status = 'ready'",
-            [mediaID, conversationID, actor.tenantID])
-        guard let row = rows.first else {
-            throw AIIMError.validation("media_id must be an uploaded, verified file of this conversation")
-        }
+        let file = try await runtime.bus.request(
+            MediaAttachment(tenantID: actor.tenantID, conversationID: conversationID, mediaID: mediaID),
+            timeout: Self.mediaTimeout)
         var o = content.objectValue ?? [:]
-        if let d: Int = row.optional("duration_ms") { o["duration_ms"] = .number(Double(d)) }
-        if let t: String = row.optional("content_type") { o["content_type"] = .string(t) }
-        if let s: Int64 = row.optional("size") { o["file_size"] = .number(Double(s)) }
+        if let d = file.durationMs { o["duration_ms"] = .number(Double(d)) }
+        o["content_type"] = .string(file.contentType)
+        o["file_size"] = .number(Double(file.size))
         return .object(o)
     }
+
+    /// How long an audio send waits for the media service (a lookup by primary key, answered in
+    /// about a millisecond): past it, the send fails as transient and the consumer retries it.
+    static let mediaTimeout: Duration = .seconds(2)
 
     /// The shared insert path (client messages, system messages, the first chunk of a stream).
     func insert(
