@@ -94,7 +94,8 @@ let package = Package(
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             path: "Shared/Sources/AIIMRedis", swiftSettings: swiftSettings
         ),
-        /// PostgreSQL over libpq: pool, typed rows, transactions, migrations.
+        /// PostgreSQL over libpq: pool, typed rows, transactions, the migrator (each service ships
+        /// its own migrations as resources of its library target).
         .target(
             name: "AIIMPostgres",
             dependencies: [
@@ -106,9 +107,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
-            path: "Shared/Sources/AIIMPostgres",
-            resources: [.copy("Migrations")],
-            swiftSettings: swiftSettings
+            path: "Shared/Sources/AIIMPostgres", swiftSettings: swiftSettings
         ),
         /// What every backend (messaging, media, calls) runs on top of the service kit: the
         /// command router and consumer, PostgreSQL and Redis pools, migrations, one entry point.
@@ -116,6 +115,7 @@ let package = Package(
             name: "AIIMBackendKit",
             dependencies: [
                 "AIIMConfiguration",
+                "AIIMJSON",
                 "AIIMPostgres",
                 "AIIMProtocol",
                 "AIIMRedis",
@@ -174,15 +174,12 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            path: "Services/Messaging/Sources/MessagingCore", swiftSettings: swiftSettings
+            path: "Services/Messaging/Sources/MessagingCore",
+            resources: [.copy("Migrations")],  // this service's own tables (Migrator's `requires`)
+            swiftSettings: swiftSettings
         ),
         .executableTarget(
-            name: "aiim-messaging", dependencies: [
-                "AIIMBackendKit",
-                "AIIMProtocol",
-                "AIIMServiceKit",
-                "MessagingCore",
-            ],
+            name: "aiim-messaging", dependencies: ["AIIMBackendKit", "AIIMServiceKit", "MessagingCore"],
             path: "Services/Messaging/Sources/aiim-messaging", swiftSettings: swiftSettings
         ),
         /// S3 over libcurl with AWS Signature V4 (MinIO, SeaweedFS, Alibaba OSS).
@@ -199,7 +196,6 @@ let package = Package(
             dependencies: [
                 "AIIMBackendKit",
                 "AIIMConfiguration",
-                "AIIMJSON",
                 "AIIMPostgres",
                 "AIIMProtocol",
                 "AIIMRedis",
@@ -212,15 +208,12 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            path: "Services/Media/Sources/MediaCore", swiftSettings: swiftSettings
+            path: "Services/Media/Sources/MediaCore",
+            resources: [.copy("Migrations")],  // this service's own tables (Migrator's `requires`)
+            swiftSettings: swiftSettings
         ),
         .executableTarget(
-            name: "aiim-media", dependencies: [
-                "AIIMBackendKit",
-                "AIIMProtocol",
-                "AIIMServiceKit",
-                "MediaCore",
-            ],
+            name: "aiim-media", dependencies: ["AIIMBackendKit", "AIIMServiceKit", "MediaCore"],
             path: "Services/Media/Sources/aiim-media", swiftSettings: swiftSettings
         ),
         .target(
@@ -239,15 +232,12 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            path: "Services/Calls/Sources/CallsCore", swiftSettings: swiftSettings
+            path: "Services/Calls/Sources/CallsCore",
+            resources: [.copy("Migrations")],  // this service's own tables (Migrator's `requires`)
+            swiftSettings: swiftSettings
         ),
         .executableTarget(
-            name: "aiim-calls", dependencies: [
-                "AIIMBackendKit",
-                "AIIMProtocol",
-                "AIIMServiceKit",
-                "CallsCore",
-            ],
+            name: "aiim-calls", dependencies: ["AIIMBackendKit", "AIIMServiceKit", "CallsCore"],
             path: "Services/Calls/Sources/aiim-calls", swiftSettings: swiftSettings
         ),
 
@@ -301,6 +291,20 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Tests/CallsTests", swiftSettings: swiftSettings
+        ),
+        /// The backend kit without servers: command routing, migration ownership.
+        .testTarget(
+            name: "BackendKitTests", dependencies: [
+                "AIIMBackendKit",
+                "AIIMConfiguration",
+                "AIIMJSON",
+                "AIIMPostgres",
+                "AIIMProtocol",
+                "CallsCore",
+                "MediaCore",
+                "MessagingCore",
+            ],
+            path: "Tests/BackendKitTests", swiftSettings: swiftSettings
         ),
         /// Needs the servers that `deploy/local/test` starts (Redis, PostgreSQL, S3, coturn).
         .testTarget(

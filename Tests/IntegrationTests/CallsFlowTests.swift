@@ -493,7 +493,7 @@ final class CallsWorld: Sendable {
         for _ in 0..<count {
             let env = try TestEnv.serviceEnvironment(env.merging(["INSTANCE_ID": uniqueName("calls")]) { $1 })
             let service = try buildCalls(env: env, registry: PrometheusCollectorRegistry())
-            let group = ServiceGroup(configuration: .init(services: service.services(), logger: TestLog.logger))
+            let group = ServiceGroup(configuration: .init(services: try service.services(), logger: TestLog.logger))
             let runner = Task { try await group.run() }
             replicas.withLockedValue { $0.append((service, group, runner)) }
             _ = try await eventually(timeout: .seconds(30)) { service.runtime.readiness.isUp("migrations") }

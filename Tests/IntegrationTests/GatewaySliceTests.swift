@@ -39,7 +39,7 @@ import Testing
                                            registry: PrometheusCollectorRegistry())
         let token = try await gateway.auth.mint(user: "alice", tenant: "t1", ttl: .seconds(60))
         let app = Application(router: gateway.buildRouter())
-        let group = ServiceGroup(configuration: .init(services: messaging.services() + [gateway.bus], logger: TestLog.logger))
+        let group = ServiceGroup(configuration: .init(services: try messaging.services() + [gateway.bus], logger: TestLog.logger))
         try await withThrowingTaskGroup(of: Void.self) { tg in
             tg.addTask { try await group.run() }
             try await app.test(.router) { client in

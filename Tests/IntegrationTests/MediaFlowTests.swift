@@ -2,6 +2,7 @@ import AIIMBackendKit
 import AIIMJSON
 import AIIMPostgres
 import AIIMProtocol
+import AIIMRedis
 import AIIMS3
 import AIIMServiceKit
 import Crypto
@@ -127,15 +128,18 @@ struct MediaStack: Sendable {
             let env = try TestEnv.serviceEnvironment(s3.merging(extra) { _, new in new }.merging(["INSTANCE_ID": uniqueName("media")]) { _, new in new })
             media.append(try buildMedia(env: env, registry: PrometheusCollectorRegistry()))
         }
-        var services: [any Service] = media.flatMap { $0.services() } + [gateway.bus]
+        var services: [any Service] = try media.flatMap { try $0.services() } + [gateway.bus]
         var messagingService: MessagingService?
         if messaging {
             let m = try buildMessaging(env: try TestEnv.serviceEnvironment(["INSTANCE_ID": uniqueName("messaging")]),
                                        registry: PrometheusCollectorRegistry())
-            services += m.services()
+            services += try m.services()
             messagingService = m
         }
         let db = try PostgresClient(url: try TestEnv.databaseURL(), poolSize: 2, logger: TestLog.logger)
+        // The conversations these tests create live in messaging's tables, and media reads them
+        // through messaging's view: apply messaging's migrations as its service would, running or not.
+        _ = try await Migrator.run(try MessagingService.migrations(), on: db, logger: TestLog.logger)
         let group = ServiceGroup(configuration: .init(services: services, logger: TestLog.logger))
         let app = Application(router: gateway.buildRouter())
         let stackMedia = media
@@ -199,13 +203,10 @@ struct MediaFlowTests {
             #expect(done.json["duration_ms"]?.intValue == 1500)
             #expect(mediaID.count == 38 && mediaID.hasPrefix("media_"))
 
-            // What the messaging service reads for an audio message (the documented contract).
-            let row = try #require(try await stack.db.query(
-                "SELECT duration_ms, content_type, size FROM media WHERE media_id=$1 AND conversation_id=$2 AND tenant_id=$3 AND status='ready'",
-                [mediaID, conversation, stack.tenant]).first)
-            #expect(row.optional("duration_ms", as: Int.self) == 1500)
-            #expect(row.optional("content_type", as: String.self) == "audio/wav")
-            #expect(row.optional("size", as: Int64.self) == Int64(voice.count))
+            // What an audio message copies, as messaging asks the media service (the documented contract).
+            let info = try await stack.gateway.bus.request(
+                MediaAttachment(tenantID: stack.tenant, conversationID: conversation, mediaID: mediaID))
+            #expect(info == MediaAttachmentInfo(durationMs: 1500, contentType: "audio/wav", size: Int64(voice.count)))
 
             // Sent as a voice message: the duration shows in the message.
             let sent = try await stack.call(.post, "/api/aiim/messages", as: "alice", body: .object([
@@ -214,6 +215,18 @@ struct MediaFlowTests {
             ]))
             #expect(sent.status == 200, "\(sent.json.jsonString())")
             #expect(sent.json["message"]?["content"]?["duration_ms"]?.intValue == 1500)
+            #expect(sent.json["message"]?["content"]?["content_type"]?.stringValue == "audio/wav")
+            #expect(sent.json["message"]?["content"]?["file_size"]?.intValue == voice.count)
+
+            // A file whose upload was never completed cannot be sent.
+            let pending = try await stack.uploadToken("alice", conversation: conversation, filename: "later.wav",
+                                                      type: "audio/wav", size: voice.count)
+            let refused = try await stack.call(.post, "/api/aiim/messages", as: "alice", body: .object([
+                "conversation_id": .string(conversation), "type": .string("audio"),
+                "content": .object(["media_id": .string(try #require(pending.json["media_id"]?.stringValue))]),
+            ]))
+            #expect(refused.status == 400 && refused.json["error"]?["code"]?.stringValue == "validation_failed")
+            #expect(refused.json["error"]?["message"]?.stringValue == "media_id must be an uploaded, verified file of this conversation")
 
             // Bob (a member) plays it back.
             let link = try await stack.call(.get, "/api/aiim/media/\(mediaID)/download?conversation_id=\(conversation)", as: "bob")
@@ -247,6 +260,45 @@ struct MediaFlowTests {
                                                  hash: mediaSHA256(voice), size: voice.count)
             #expect(again.status == 200)
             #expect(again.json["duration_ms"]?.intValue == 1500)
+        }
+    }
+
+    /// Not a benchmark (debug build, shared machine): the order of magnitude of what an audio
+    /// send pays since messaging asks media instead of reading media's table.
+    @Test("the audio path's hop to media: every answer right, and its cost printed")
+    func attachmentHopCost() async throws {
+        try await MediaStack.run { stack in
+            let conversation = try await stack.conversation(owner: "alice", members: [])
+            let voice = MediaSamples.wav(milliseconds: 500)
+            let (mediaID, done) = try await stack.upload(voice, as: "alice", conversation: conversation,
+                                                         filename: "hop.wav", type: "audio/wav")
+            try #require(done.status == 200)
+            let expected = MediaAttachmentInfo(durationMs: 500, contentType: "audio/wav", size: Int64(voice.count))
+            let command = MediaAttachment(tenantID: stack.tenant, conversationID: conversation, mediaID: mediaID)
+            func percentiles(_ samples: [Duration]) -> String {
+                let sorted = samples.sorted()
+                func ms(_ q: Double) -> String {
+                    let d = sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))]
+                    return String(format: "%.2f", Double(d.components.attoseconds) / 1e15 + Double(d.components.seconds) * 1000)
+                }
+                return "p50 \(ms(0.5)) ms, p99 \(ms(0.99)) ms"
+            }
+            for _ in 0..<50 { _ = try await stack.gateway.bus.request(command) }  // warm-up
+            var hop: [Duration] = []
+            var direct: [Duration] = []
+            for _ in 0..<500 {
+                let start = ContinuousClock.now
+                let info = try await stack.gateway.bus.request(command)
+                hop.append(ContinuousClock.now - start)
+                #expect(info == expected)
+                let t = ContinuousClock.now
+                let row = try await stack.db.query(
+                    "SELECT duration_ms, content_type, size FROM media WHERE media_id = $1 AND conversation_id = $2 AND tenant_id = $3 AND status = 'ready'",
+                    [mediaID, conversation, stack.tenant]).first
+                direct.append(ContinuousClock.now - t)
+                #expect(row?.optional("size", as: Int64.self) == Int64(voice.count))
+            }
+            print("media.attachment over the bus (500 sequential): \(percentiles(hop)); the query messaging used to run itself: \(percentiles(direct))")
         }
     }
 

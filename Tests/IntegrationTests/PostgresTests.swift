@@ -2,7 +2,10 @@ import AIIMConfiguration
 import AIIMJSON
 import AIIMPostgres
 import AIIMProtocol
+import CallsCore
 import Foundation
+import MediaCore
+import MessagingCore
 import NIOConcurrencyHelpers
 import Testing
 
@@ -111,13 +114,55 @@ import Testing
         await p2.shutdown()
     }
 
-    @Test func bundledMigrationsApply() async throws {
-        let url = try await TestEnv.isolatedDatabaseURL(schema: uniqueName("bundled"))
+    @Test func eachServiceAppliesOnlyItsOwnMigrationsAndWaitsForThoseItRequires() async throws {
+        let url = try await TestEnv.isolatedDatabaseURL(schema: uniqueName("owned"))
         let pg = try PostgresClient(url: url, poolSize: 1, logger: TestLog.logger)
-        let bundled = try Migrator.bundled()
-        #expect(!bundled.isEmpty)
-        let applied = try await Migrator.run(bundled, on: pg, logger: TestLog.logger)
-        #expect(applied == bundled.map(\.version))
+        let messaging = try MessagingService.migrations(), media = try MediaService.migrations()
+        let calls = try CallsService.migrations()
+        func versions() async throws -> [Int] {
+            try await pg.query("SELECT version FROM schema_migrations ORDER BY version").rows.map { try $0.decode("version") }
+        }
+        // A new deployment where calls and media start first: calls' 0003 has a foreign key to
+        // messaging's conversations; media applies its table, then waits for messaging's view.
+        do {
+            try await Migrator.run(calls, on: pg, logger: TestLog.logger)
+            Issue.record("calls migrated before messaging")
+        } catch let e as MigrationWaiting { #expect(e.missing == [1]) }
+        do {
+            try await Migrator.run(media, on: pg, logger: TestLog.logger)
+            Issue.record("media migrated before messaging's view")
+        } catch let e as MigrationWaiting { #expect(e.missing == [4]) }
+        #expect(try await versions() == [2])
+        #expect(try await Migrator.run(messaging, on: pg, logger: TestLog.logger) == [1, 4])
+        #expect(try await Migrator.run(calls, on: pg, logger: TestLog.logger) == [3, 6])
+        #expect(try await Migrator.run(media, on: pg, logger: TestLog.logger) == [5])
+        // Restarts apply nothing: no service is confused by the rows the others applied.
+        for set in [messaging, media, calls] {
+            #expect(try await Migrator.run(set, on: pg, logger: TestLog.logger).isEmpty)
+        }
+        #expect(try await versions() == [1, 2, 3, 4, 5, 6])
+
+        // The view other services read is messaging's membership, and it is read-only.
+        try await pg.query("INSERT INTO conversations (conversation_id, tenant_id, type, created_by) VALUES ('c', 't', 'group', 'u')")
+        try await pg.query("INSERT INTO conversation_members (conversation_id, user_id, tenant_id, role) VALUES ('c', 'u', 't', 'owner')")
+        let row = try #require(try await pg.query("SELECT * FROM messaging_members").first)
+        #expect(try row.decode("conversation_id", as: String.self) == "c" && row.decode("tenant_id", as: String.self) == "t")
+        #expect(try row.decode("user_id", as: String.self) == "u" && row.decode("role", as: String.self) == "owner")
+        await #expect(throws: PostgresError.self) {
+            try await pg.query("INSERT INTO messaging_members (conversation_id, tenant_id, user_id, role) VALUES ('c', 't', 'v', 'member')")
+        }
+        await #expect(throws: PostgresError.self) { try await pg.query("DELETE FROM messaging_members") }
+        #expect(try await pg.query("SELECT count(*) AS n FROM conversation_members").first?.decode("n", as: Int.self) == 1)
+        await pg.shutdown()
+    }
+
+    @Test func aVersionAnotherServiceTookIsRefused() async throws {
+        let url = try await TestEnv.isolatedDatabaseURL(schema: uniqueName("taken"))
+        let pg = try PostgresClient(url: url, poolSize: 1, logger: TestLog.logger)
+        try await Migrator.run([Migration(version: 1, name: "mine", sql: "CREATE TABLE a (id int)")], on: pg, logger: TestLog.logger)
+        await #expect(throws: ConfigurationError.self) {
+            try await Migrator.run([Migration(version: 1, name: "theirs", sql: "CREATE TABLE b (id int)")], on: pg, logger: TestLog.logger)
+        }
         await pg.shutdown()
     }
 }

@@ -76,11 +76,11 @@ import Testing
     @Test(arguments: [false, true])
     func theGenericPlanOnEmptyTablesLooksRowsUpByIndex(analysedWhileEmpty: Bool) async throws {
         let pg = try PostgresClient(url: try await TestEnv.isolatedDatabaseURL(schema: uniqueName("plan")), poolSize: 1, logger: TestLog.logger)
-        _ = try await Migrator.run(try Migrator.bundled(), on: pg, logger: TestLog.logger)
+        _ = try await Migrator.run(try MessagingService.migrations(), on: pg, logger: TestLog.logger)
         // Autovacuum may analyse the tables while they are still empty: then they look free to scan.
         if analysedWhileEmpty { try await pg.query("ANALYZE conversations, conversation_members, im_messages") }
         try await pg.query("SET plan_cache_mode = force_generic_plan")
-        try await pg.query("PREPARE batch_insert AS " + MessagingService.batchInsertSQL)
+        try await pg.query("PREPARE batch_insert AS " + SendBatchWriter.insertSQL)
         let plan = try await pg.query(#"EXPLAIN EXECUTE batch_insert('{m}', '{c}', '{t}', '{u}', '{text}', '{"\"x\""}', '{k}')"#)
             .rows.compactMap { $0.optional("QUERY PLAN", as: String.self) }
         #expect(plan.contains { $0.contains("Index Scan using im_messages_idempotent") }, "\(plan)")

@@ -39,7 +39,7 @@ final class Stack: Sendable {
             let env = try TestEnv.serviceEnvironment(extra.merging(["INSTANCE_ID": uniqueName("msg\(i)")]) { $1 })
             ms.append(try buildMessaging(env: env, registry: PrometheusCollectorRegistry()))
         }
-        let services: [any Service] = gws.flatMap { $0.services() } + ms.flatMap { $0.services() }
+        let services: [any Service] = try gws.flatMap { $0.services() } + ms.flatMap { try $0.services() }
         let group = ServiceGroup(configuration: .init(services: services, logger: TestLog.logger))
         let runner = Task { try await group.run() }
         let stack = Stack(gateways: gws, ports: ports, messaging: ms, group: group, runner: runner)

@@ -38,7 +38,7 @@ import Testing
         let redis = try makeRedis()
         let bus = BusClient(redis: redis, instance: uniqueName("gw"), logger: Logger(label: "aiim.gateway"))
         let trace = Trace.root()
-        let pong = try await withServices(messaging.services() + [bus]) {
+        let pong = try await withServices(try messaging.services() + [bus]) {
             try await Trace.$current.withValue(trace) {
                 try await bus.request(PingCommand(note: "round-trip"), timeout: .seconds(10))
             }

@@ -3,10 +3,10 @@
 # Sourced, never executed.
 #
 # Layout it creates under PREFIX (default /):
-#   opt/aiim/releases/<id>/bin/   aiim-<service> executables, their *.resources bundles (SQL
-#                                 migrations), the Swift runtime libraries they link (found with
-#                                 ldd; the executables' RUNPATH includes $ORIGIN), aiim-run,
-#                                 aiim-trace
+#   opt/aiim/releases/<id>/bin/   aiim-<service> executables, their *.resources bundles (each
+#                                 backend's SQL migrations), the Swift runtime libraries they
+#                                 link (found with ldd; the executables' RUNPATH includes
+#                                 $ORIGIN), aiim-run, aiim-trace
 #   opt/aiim/bin -> releases/<id>/bin   switched atomically; the previous release stays for rollback
 #   opt/aiim/docs/DEPLOY.md
 #   etc/aiim/<service>.env        rendered from the host env file (fully expanded KEY=value)
@@ -100,10 +100,17 @@ find_bin_dir() {
   for s in "${SERVICES[@]}"; do
     [[ -x $BIN_DIR/aiim-$s ]] || idie "$BIN_DIR/aiim-$s is missing (build first: swift build -c release)"
   done
-  if [[ " ${SERVICES[*]} " != *" gateway "* || ${#SERVICES[@]} -gt 1 ]]; then
-    [[ -d $BIN_DIR/aiim_AIIMPostgres.resources ]] ||
-      idie "$BIN_DIR/aiim_AIIMPostgres.resources (the SQL migrations) is missing"
-  fi
+  # Each backend ships its own SQL migrations as its library's resource bundle.
+  local bundle
+  for s in "${SERVICES[@]}"; do
+    case $s in
+      messaging) bundle=aiim_MessagingCore.resources ;;
+      media) bundle=aiim_MediaCore.resources ;;
+      calls) bundle=aiim_CallsCore.resources ;;
+      *) continue ;;
+    esac
+    [[ -d $BIN_DIR/$bundle ]] || idie "$BIN_DIR/$bundle (aiim-$s's SQL migrations) is missing"
+  done
 }
 
 ensure_runtime() {

@@ -22,11 +22,17 @@ public struct BackendRuntime: Sendable {
     /// For commands this service sends to another one (e.g. calls → messaging).
     public let bus: BusClient
     public let registry: PrometheusCollectorRegistry
+    /// Where delivery events for devices go.
+    public let events: EventPublisher
+    /// This service's own migrations (`BackendService.migrations()`), applied before the consumer starts.
+    public let migrations: [Migration]
     public var origin: String { "\(config.service.rawValue)/\(config.instanceID)" }
 
-    public init(config: CommonConfiguration, registry: PrometheusCollectorRegistry, extraReadiness: [String] = []) throws {
+    public init(config: CommonConfiguration, registry: PrometheusCollectorRegistry, migrations: [Migration],
+                extraReadiness: [String] = []) throws {
         self.config = config
         self.registry = registry
+        self.migrations = migrations
         var logger = Logger(label: "aiim.\(config.service.rawValue)")
         logger.logLevel = Logger.Level(rawValue: config.logLevel) ?? .info
         self.logger = logger
@@ -36,23 +42,19 @@ public struct BackendRuntime: Sendable {
                                       statementTimeoutMillis: config.queryTimeoutMillis, logger: logger)
         readiness = Readiness(components: ["redis", "database", "migrations"] + extraReadiness)
         bus = BusClient(redis: redis, instance: config.instanceID, maxLength: config.streamMaxLength, logger: logger)
+        events = EventPublisher(redis: redis, maxLength: config.streamMaxLength,
+                                origin: "\(config.service.rawValue)/\(config.instanceID)")
     }
 
     /// Publishes a delivery event for devices on the shared events stream.
     public func publish(_ event: DeliveryEvent) async throws {
-        try await redis.xadd(StreamNames.events, maxLen: config.streamMaxLength, envelope: event.envelope(trace: nil, origin: origin))
+        try await events.publish(event)
     }
 
     /// Publishes several delivery events in one round trip, in the given order, each under its
     /// own request's trace.
     public func publish(_ events: [(event: DeliveryEvent, trace: Trace?)]) async throws {
-        let commands = try events.map {
-            RedisClient.xaddCommand(StreamNames.events, maxLen: config.streamMaxLength,
-                                    envelope: try $0.event.envelope(trace: $0.trace, origin: origin))
-        }
-        for r in try await redis.pipeline(commands) {
-            if case .error(let e) = r { throw RedisError(.server, e) }
-        }
+        try await self.events.publish(events)
     }
 
     /// The services to run, in start order (shutdown runs in reverse: the consumer drains first,
@@ -81,10 +83,10 @@ public struct BackendRuntime: Sendable {
         return [monitor, http, bus] + extraServices + [migrateThenConsume]
     }
 
-    /// Applies the bundled migrations, retrying with backoff until PostgreSQL is reachable.
+    /// Applies this service's migrations, retrying with backoff until PostgreSQL is reachable and
+    /// the versions they `require` of other services are applied (`MigrationWaiting`).
     public func migrate() async throws {
         var backoff = Backoff(base: .milliseconds(200), cap: .seconds(5))
-        let migrations = try Migrator.bundled()
         while true {
             do {
                 try await Migrator.run(migrations, on: postgres, logger: logger)
@@ -94,7 +96,11 @@ public struct BackendRuntime: Sendable {
                 throw e
             } catch {
                 readiness.set("migrations", down: "migrations not applied yet")
-                logger.warning("cannot migrate yet; retrying", metadata: ["error": "\(error)"])
+                if error is MigrationWaiting {
+                    logger.notice("waiting for another service's migration", metadata: ["error": "\(error)"])
+                } else {
+                    logger.warning("cannot migrate yet; retrying", metadata: ["error": "\(error)"])
+                }
                 if Task.isShuttingDownGracefully || Task.isCancelled { throw CancellationError() }
                 try? await Task.sleep(for: backoff.next())
             }
@@ -107,7 +113,7 @@ public struct BackendRuntime: Sendable {
     }
 }
 
-/// Runs migrations before the command consumer starts taking work.
+/// Runs this service's migrations before the command consumer starts taking work.
 struct MigrateThenRun: Service {
     let runtime: BackendRuntime
     let next: any Service
@@ -125,5 +131,34 @@ extension ConsumerSettings {
                   consumer: config.instanceID, concurrency: config.consumerConcurrency,
                   maxAttempts: config.maxAttempts, reclaimIdle: .milliseconds(config.reclaimIdleMillis),
                   maxLength: config.streamMaxLength)
+    }
+}
+
+/// Publishes delivery events for devices on the shared events stream (`aiim:events`), which
+/// every gateway reads.
+public struct EventPublisher: Sendable {
+    let redis: RedisClient
+    let maxLength: Int
+    /// `service/instance`, written on every event.
+    let origin: String
+
+    public init(redis: RedisClient, maxLength: Int, origin: String) {
+        self.redis = redis; self.maxLength = maxLength; self.origin = origin
+    }
+
+    /// Publishes one event.
+    public func publish(_ event: DeliveryEvent) async throws {
+        try await redis.xadd(StreamNames.events, maxLen: maxLength, envelope: event.envelope(trace: nil, origin: origin))
+    }
+
+    /// Publishes several events in one round trip, in the given order, each under its own
+    /// request's trace.
+    public func publish(_ events: [(event: DeliveryEvent, trace: Trace?)]) async throws {
+        let commands = try events.map {
+            RedisClient.xaddCommand(StreamNames.events, maxLen: maxLength, envelope: try $0.event.envelope(trace: $0.trace, origin: origin))
+        }
+        for r in try await redis.pipeline(commands) {
+            if case .error(let e) = r { throw RedisError(.server, e) }
+        }
     }
 }

@@ -10,6 +10,7 @@ typealias Outbox = [(id: Int64, item: OutboxItem)]
 /// (`FOR UPDATE`), applies `CallStateMachine` with the database's clock, and writes the
 /// resulting events to `call_outbox`, so replicas never disagree and no event is lost.
 /// All closures run on the PostgreSQL pool's threads, never on the cooperative pool.
+/// Membership comes from messaging's read-only view `messaging_members`, never its tables.
 struct CallStore: Sendable {
     let postgres: PostgresClient
     let config: CallsConfiguration
@@ -52,7 +53,7 @@ struct CallStore: Sendable {
         let actor = cmd.actor
         let now: Date = try conn.query("SELECT now() AS db_now").rows[0].decode("db_now")
         let members: [String] = try conn.query(
-            "SELECT user_id FROM conversation_members WHERE conversation_id = $1 AND tenant_id = $2",
+            "SELECT user_id FROM messaging_members WHERE conversation_id = $1 AND tenant_id = $2",
             [cmd.conversationID, actor.tenantID]
         ).rows.map { try $0.decode("user_id") }
         guard members.contains(actor.userID) else { throw AIIMError.forbidden() }
@@ -193,7 +194,7 @@ struct CallStore: Sendable {
         try await postgres.withConnection { conn in
             let rows = try conn.query("""
                 SELECT \(Self.columns),
-                       EXISTS (SELECT 1 FROM conversation_members m WHERE m.conversation_id = calls.conversation_id
+                       EXISTS (SELECT 1 FROM messaging_members m WHERE m.conversation_id = calls.conversation_id
                                AND m.user_id = $3 AND m.tenant_id = $2) AS is_member
                 FROM calls WHERE call_id = $1 AND tenant_id = $2
                 """, [callID, actor.tenantID, actor.userID]).rows
@@ -211,7 +212,7 @@ struct CallStore: Sendable {
     func history(_ cmd: ListCallHistory) async throws -> CallHistoryPage {
         try await postgres.withConnection { conn in
             let member = try conn.query(
-                "SELECT 1 FROM conversation_members WHERE conversation_id = $1 AND tenant_id = $2 AND user_id = $3",
+                "SELECT 1 FROM messaging_members WHERE conversation_id = $1 AND tenant_id = $2 AND user_id = $3",
                 [cmd.conversationID, cmd.actor.tenantID, cmd.actor.userID]).first
             guard member != nil else { throw AIIMError.forbidden() }
             let total: Int = try conn.query(

@@ -13,7 +13,11 @@ import ServiceLifecycle
 
 /// The calls service: consumes `aiim:cmd:calls`, owns the call state machine in PostgreSQL,
 /// relays WebRTC signalling to the addressed participant only, and mints TURN credentials.
-public struct CallsService: Sendable {
+/// Membership is read through messaging's `messaging_members` view.
+public struct CallsService: BackendService {
+    public static let name = ServiceName.calls
+    public static func migrations() throws -> [Migration] { try Migrator.bundled(in: .module) }
+
     public let runtime: BackendRuntime
     public let config: CallsConfiguration
     let store: CallStore
@@ -26,55 +30,51 @@ public struct CallsService: Sendable {
         store = CallStore(postgres: runtime.postgres, config: config, ice: ice)
     }
 
-    /// Everything the process runs, in dependency order (the timer waits for migrations).
-    public func services() -> [any Service] {
-        runtime.services(handler: { env in try await handle(env) }, extraServices: [CallTimers(calls: self)])
+    /// Reads the calls settings (`CallsConfiguration`) from `env`; refuses a TURN server without
+    /// a secret.
+    public init(runtime: BackendRuntime, env: Environment) throws {
+        let config = try CallsConfiguration(env: env)
+        runtime.logger.notice("calls configured", metadata: [
+            "call.turn": "\(config.turn)", "call.ring_timeout_s": "\(config.ringTimeout)",
+            "call.disconnect_grace_s": "\(config.disconnectGrace)",
+        ])
+        self.init(runtime: runtime, config: config)
     }
 
-    /// Routes one command by its envelope type.
-    func handle(_ env: Envelope) async throws -> [UInt8]? {
-        switch env.header.type {
-        case InitiateCall.type:
-            return try encode(try await initiate(try env.decode(InitiateCall.self)))
-        case MarkCallRinging.type:
-            let cmd = try env.decode(MarkCallRinging.self)
-            return try encode(try await act(.ringing, cmd.callID, cmd.actor).dto)
-        case AcceptCall.type:
-            let cmd = try env.decode(AcceptCall.self)
+    /// The timer waits for migrations.
+    public var extraServices: [any Service] { [CallTimers(calls: self)] }
+
+    public func routes(_ router: inout CommandRouter) throws {
+        try router.register(InitiateCall.self, initiate)
+        try router.register(MarkCallRinging.self) { cmd in try await act(.ringing, cmd.callID, cmd.actor).dto }
+        try router.register(AcceptCall.self) { cmd in
             let call = try await act(.accept(connection: cmd.actor.connectionID), cmd.callID, cmd.actor)
-            return try encode(CallSession(call: call.dto, iceConfiguration: ice.configuration(for: cmd.actor.userID)))
-        case RejectCall.type:
-            let cmd = try env.decode(RejectCall.self)
-            return try encode(try await act(.reject, cmd.callID, cmd.actor).dto)
-        case HangupCall.type:
-            let cmd = try env.decode(HangupCall.self)
-            return try encode(try await act(.hangup, cmd.callID, cmd.actor).dto)
-        case GetCall.type:
-            let cmd = try env.decode(GetCall.self)
-            return try encode(try await store.call(try Validation.id(cmd.callID, field: "call_id"), for: cmd.actor).dto)
-        case ListCallHistory.type:
-            let cmd = try env.decode(ListCallHistory.self)
+            return CallSession(call: call.dto, iceConfiguration: ice.configuration(for: cmd.actor.userID))
+        }
+        try router.register(RejectCall.self) { cmd in try await act(.reject, cmd.callID, cmd.actor).dto }
+        try router.register(HangupCall.self) { cmd in try await act(.hangup, cmd.callID, cmd.actor).dto }
+        try router.register(GetCall.self) { cmd in
+            try await store.call(try Validation.id(cmd.callID, field: "call_id"), for: cmd.actor).dto
+        }
+        try router.register(ListCallHistory.self) { cmd in
             _ = try Validation.id(cmd.conversationID, field: "conversation_id")
             guard (1...Validation.maxHistoryLimit).contains(cmd.limit), cmd.offset >= 0 else {
                 throw AIIMError.validation("limit must be 1-\(Validation.maxHistoryLimit) and offset >= 0")
             }
-            return try encode(try await store.history(cmd))
-        case GetICEConfiguration.type:
-            let cmd = try env.decode(GetICEConfiguration.self)
-            return try encode(ice.configuration(for: cmd.actor.userID))
-        case RelayCallSignal.type:
-            try await relay(try env.decode(RelayCallSignal.self))
-            return try encode(Empty())
-        case UserDisconnected.type:
-            let cmd = try env.decode(UserDisconnected.self)
+            return try await store.history(cmd)
+        }
+        try router.register(GetICEConfiguration.self) { cmd in ice.configuration(for: cmd.actor.userID) }
+        try router.register(RelayCallSignal.self) { cmd in
+            try await relay(cmd)
+            return Empty()
+        }
+        try router.register(UserDisconnected.self) { cmd in
             await publish(try await store.presence(cmd.actor, at: cmd.occurredAt, disconnected: true))
-            return try encode(Empty())
-        case UserReconnected.type:
-            let cmd = try env.decode(UserReconnected.self)
+            return Empty()
+        }
+        try router.register(UserReconnected.self) { cmd in
             await publish(try await store.presence(cmd.actor, at: cmd.occurredAt, disconnected: false))
-            return try encode(Empty())
-        default:
-            throw AIIMError(.unknownType, "calls does not handle \(env.header.type)")
+            return Empty()
         }
     }
 
@@ -163,9 +163,6 @@ public struct CallsService: Sendable {
         Counter(label: "aiim_calls_total", dimensions: [("status", call.status.rawValue)]).increment()
     }
 
-    func encode(_ v: some Encodable) throws -> [UInt8] {
-        try JSONCoding.encode(v)
-    }
 }
 
 /// Ring timeouts, disconnect grace periods and the outbox relay. State lives in PostgreSQL,
@@ -186,12 +183,5 @@ struct CallTimers: Service {
 /// Builds the calls service from the environment (tests call this too). Refuses to build with
 /// a TURN server but no secret.
 public func buildCalls(env: Environment = Environment(), registry: PrometheusCollectorRegistry) throws -> CallsService {
-    let config = try CommonConfiguration(service: .calls, env: env, requireDatabase: true)
-    let calls = try CallsConfiguration(env: env)
-    let runtime = try BackendRuntime(config: config, registry: registry)
-    runtime.logger.notice("calls configured", metadata: [
-        "call.turn": "\(calls.turn)", "call.ring_timeout_s": "\(calls.ringTimeout)",
-        "call.disconnect_grace_s": "\(calls.disconnectGrace)",
-    ])
-    return CallsService(runtime: runtime, config: calls)
+    try CallsService.build(env: env, registry: registry)
 }

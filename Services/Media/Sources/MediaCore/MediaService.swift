@@ -1,6 +1,6 @@
 import AIIMBackendKit
 import AIIMConfiguration
-import AIIMJSON
+import AIIMPostgres
 import AIIMProtocol
 import AIIMS3
 import AIIMServiceKit
@@ -14,8 +14,13 @@ import ServiceLifecycle
 /// The media service: consumes `aiim:cmd:media`. Uploads and downloads go straight between clients
 /// and S3 through presigned URLs; this service issues them, verifies uploads (size, SHA-256, real
 /// type, duration) in one streamed pass, enforces membership and ownership, and sweeps uploads
-/// that were never completed.
-public struct MediaService: Sendable {
+/// that were never completed. It owns the `media` table; other services ask it (`media.attachment`)
+/// and it checks membership through messaging's `messaging_members` view.
+public struct MediaService: BackendService {
+    public static let name = ServiceName.media
+    public static let readinessComponents = ["storage"]
+    public static func migrations() throws -> [Migration] { try Migrator.bundled(in: .module) }
+
     public let runtime: BackendRuntime
     public let configuration: MediaConfiguration
     /// The bucket, for the service's own transfers and presigning.
@@ -46,10 +51,22 @@ public struct MediaService: Sendable {
                                interval: configuration.cleanupInterval, batch: configuration.cleanupBatch, logger: logger)
     }
 
-    public func services() -> [any Service] {
-        runtime.services(handler: { env in try await handle(env) },
-                         extraChecks: [("storage", { [probe] in try await probe.check() })],
-                         extraServices: [sweeper])
+    /// Reads the media settings (`MediaConfiguration`) from `env`. Refuses a missing or malformed
+    /// setting; never because storage is down.
+    public init(runtime: BackendRuntime, env: Environment) throws {
+        self.init(runtime: runtime, configuration: try MediaConfiguration(env: env))
+    }
+
+    public var extraServices: [any Service] { [sweeper] }
+    public var readinessChecks: [(String, DependencyMonitor.Check)] { [("storage", { [probe] in try await probe.check() })] }
+
+    public func routes(_ router: inout CommandRouter) throws {
+        try router.register(MediaUploadToken.self, uploadToken)
+        try router.register(MediaUploadComplete.self, uploadComplete)
+        try router.register(MediaDownload.self, download)
+        try router.register(MediaMetadata.self, metadata)
+        try router.register(MediaDelete.self, delete)
+        try router.register(MediaAttachment.self, attachment)
     }
 
     /// Closes storage connections and threads, then the runtime's pools.
@@ -65,22 +82,6 @@ public struct MediaService: Sendable {
     @discardableResult
     public func sweepExpiredUploads() async throws -> Int {
         try await sweeper.sweep()
-    }
-
-    func handle(_ env: Envelope) async throws -> [UInt8]? {
-        switch env.header.type {
-        case MediaUploadToken.type: return try reply(await uploadToken(env.decode()))
-        case MediaUploadComplete.type: return try reply(await uploadComplete(env.decode()))
-        case MediaDownload.type: return try reply(await download(env.decode()))
-        case MediaMetadata.type: return try reply(await metadata(env.decode()))
-        case MediaDelete.type: return try reply(await delete(env.decode()))
-        default:
-            throw AIIMError(.unknownType, "media does not handle \(env.header.type)")
-        }
-    }
-
-    private func reply(_ value: some Encodable) throws -> [UInt8] {
-        try JSONCoding.encode(value)
     }
 
     private func logger(_ operation: String, mediaID: String? = nil, actor: Actor) -> Logger {
@@ -245,6 +246,16 @@ public struct MediaService: Sendable {
                           fileSize: media.size, filename: media.filename, durationMs: media.durationMs)
     }
 
+    // MARK: attachment (for messaging's audio messages)
+
+    /// The facts an audio message copies from a ready media of its conversation.
+    func attachment(_ command: MediaAttachment) async throws -> MediaAttachmentInfo {
+        guard let info = try await store.readyAttachment(
+            mediaID: command.mediaID, conversationID: command.conversationID, tenantID: command.tenantID)
+        else { throw AIIMError.validation("media_id must be an uploaded, verified file of this conversation") }
+        return info
+    }
+
     // MARK: download, metadata, delete
 
     func download(_ command: MediaDownload) async throws -> MediaDownloadLink {
@@ -357,8 +368,5 @@ enum MediaIDs {
 /// Builds the media service from the environment (tests call this too). Refuses to start with a
 /// missing or malformed setting; never because storage is down.
 public func buildMedia(env: Environment = Environment(), registry: PrometheusCollectorRegistry) throws -> MediaService {
-    let config = try CommonConfiguration(service: .media, env: env, requireDatabase: true)
-    let media = try MediaConfiguration(env: env)
-    let runtime = try BackendRuntime(config: config, registry: registry, extraReadiness: ["storage"])
-    return MediaService(runtime: runtime, configuration: media)
+    try MediaService.build(env: env, registry: registry)
 }

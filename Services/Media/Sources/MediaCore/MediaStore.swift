@@ -60,8 +60,9 @@ struct MediaAccess: Sendable {
     var media: MediaRecord?
 }
 
-/// The `media` table and the membership it is checked against (`conversation_members`, written by
-/// the messaging service). Every statement is scoped by tenant.
+/// The `media` table and the membership it is checked against: `messaging_members`, the
+/// messaging service's read-only view (its migration 0004), never messaging's tables. Every
+/// statement is scoped by tenant.
 struct MediaStore: Sendable {
     let db: PostgresClient
     /// How long after `expires_at` a pending upload may still complete.
@@ -74,7 +75,7 @@ struct MediaStore: Sendable {
     func access(_ actor: Actor, conversationID: String, mediaID: String) async throws -> MediaAccess? {
         let sql = """
             SELECT cm.role, \(MediaRecord.columns.replacingOccurrences(of: "$GRACE", with: "$4"))
-            FROM conversation_members cm
+            FROM messaging_members cm
             LEFT JOIN media m ON m.media_id = $3 AND m.conversation_id = cm.conversation_id AND m.tenant_id = cm.tenant_id
             WHERE cm.conversation_id = $1 AND cm.user_id = $2 AND cm.tenant_id = $5
             """
@@ -93,10 +94,21 @@ struct MediaStore: Sendable {
             INSERT INTO media (media_id, tenant_id, conversation_id, uploader_id, status, content_type, size,
                                original_filename, object_key, expires_at)
             SELECT $1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9
-            WHERE EXISTS (SELECT 1 FROM conversation_members
+            WHERE EXISTS (SELECT 1 FROM messaging_members
                           WHERE conversation_id = $3 AND user_id = $4 AND tenant_id = $2)
             """, [mediaID, actor.tenantID, conversationID, actor.userID, contentType, size, filename, objectKey, expiresAt])
         return result.affectedRows == 1
+    }
+
+    /// Duration, type and size of a ready media of this conversation and tenant (what an audio
+    /// message shows); nil when there is none.
+    func readyAttachment(mediaID: String, conversationID: String, tenantID: String) async throws -> MediaAttachmentInfo? {
+        let rows = try await db.query(
+            "SELECT duration_ms, content_type, size FROM media WHERE media_id = $1 AND conversation_id = $2 AND tenant_id = $3 AND status = 'ready'",
+            [mediaID, conversationID, tenantID])
+        guard let row = rows.first else { return nil }
+        return MediaAttachmentInfo(durationMs: row.optional("duration_ms"), contentType: try row.decode("content_type"),
+                                   size: try row.decode("size"))
     }
 
     /// `pending` → `ready`, unless the upload was cancelled, claimed by the sweeper or is past its

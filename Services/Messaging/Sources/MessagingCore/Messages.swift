@@ -2,6 +2,7 @@ import AIIMBackendKit
 import AIIMJSON
 import AIIMPostgres
 import AIIMProtocol
+import AIIMRedis
 import Foundation
 
 /// Sending, history, edits, recalls and catch-up.
@@ -9,22 +10,24 @@ extension MessagingService {
     /// Sends a message. A plain message (no `reply_to`, not audio) joins the next batch
     /// (`SendBatcher`); anything the batch did not store, and every other message, takes the
     /// one-by-one path, which tells a retry, a stranger and a bad reference apart.
-    /// Returns the reply payload too, so a batched message is not encoded twice; with `answer`, a
-    /// batched message's event carries the answer and the payload is empty (no reply entry).
-    func send(_ cmd: SendMessage, answer: EventReply? = nil) async throws -> (result: SendResult, payload: [UInt8]) {
+    /// A batched message's reply is spliced from the JSON the batch encoded anyway; when the
+    /// requester reads the events stream (`replyByEvent`, a gateway), the message's event carries
+    /// the answer instead of a reply entry.
+    func send(_ cmd: SendMessage, context: CommandRouter.Context) async throws -> CommandRouter.Reply {
         let conversationID = try Validation.id(cmd.conversationID, field: "conversation_id")
         let clientMsgID = try Validation.id(cmd.clientMsgID, field: "client_msg_id")
         let replyTo = try Validation.optionalID(cmd.replyTo, field: "reply_to")
         let content = try Validation.content(cmd.content, type: cmd.kind)
         if replyTo == nil, cmd.kind != "audio" {
+            let answer = cmd.replyByEvent == true ? context.replyTo.map { EventReply(stream: $0, correlationId: context.id) } : nil
             let pending = PendingSend(
                 messageID: UUIDs.make(), conversationID: conversationID, tenantID: cmd.actor.tenantID,
-                senderID: cmd.actor.userID, kind: cmd.kind, content: content, clientMsgID: clientMsgID, trace: Trace.current,
+                senderID: cmd.actor.userID, kind: cmd.kind, content: content, clientMsgID: clientMsgID, trace: context.trace,
                 answer: answer)
-            if let stored = try await batcher.submit(pending) { return (stored.result, answer == nil ? stored.replyPayload : []) }
+            if let stored = try await batcher.submit(pending) { return answer == nil ? .encoded(stored.replyPayload) : .answeredByEvent }
         }
         let result = try await sendOne(cmd, conversationID: conversationID, clientMsgID: clientMsgID, replyTo: replyTo, content: content)
-        return (result, try JSONCoding.encode(result))
+        return .encoded(try JSONCoding.encode(result))
     }
 
     /// Inserts one message in one statement: the conversation row is locked by the `UPDATE` that
@@ -50,86 +53,24 @@ extension MessagingService {
             content: content, replyTo: replyTo, clientMsgID: clientMsgID)
     }
 
-    /// Writes a batch of plain messages in one transaction and one round trip (a pipeline of two
-    /// statements): the conversations' rows are locked in id order (two replicas' batches never
-    /// deadlock), then one statement skips strangers
-    /// and repeats, takes each conversation's next `seq`s in arrival order and inserts. Events
-    /// are published in `seq` order in one round trip before anyone is answered.
-    func insertBatch(_ batch: [PendingSend]) async throws -> [String: StoredSend] {
-        let conversations = Array(Set(batch.map(\.conversationID))).sorted()
-        let columns: [[String]] = [
-            batch.map(\.messageID), batch.map(\.conversationID), batch.map(\.tenantID), batch.map(\.senderID),
-            batch.map(\.kind), batch.map { $0.content.jsonString() }, batch.map(\.clientMsgID),
-        ]
-        let rows = try await postgres.atomically([
-            ("SELECT 1 FROM conversations WHERE conversation_id = ANY($1::text[]) ORDER BY conversation_id FOR UPDATE",
-             [conversations]),
-            (Self.batchInsertSQL, columns),
-        ])[1]
-        let sends = Dictionary(batch.map { ($0.messageID, $0) }, uniquingKeysWith: { a, _ in a })
-        var stored: [String: StoredSend] = [:]
-        var events: [(event: DeliveryEvent, trace: Trace?)] = []
-        for row in rows.rows {
-            let message = try Rows.message(row)
-            let json = try JSONCoding.encode(message)
-            stored[message.messageID] = StoredSend(result: SendResult(message: message, duplicate: false), messageJSON: json)
-            var event = DeliveryEvent(
-                tenantID: try row.decode("tenant_id"), recipients: Rows.stringList(row, "members"),
-                conversationId: message.conversationID, seq: message.seq,
-                frameText: messageEventText("message.created", conversationID: message.conversationID, messageJSON: json))
-            event.reply = sends[message.messageID]?.answer
-            events.append((event, sends[message.messageID]?.trace ?? nil))
-        }
-        events.sort { ($0.event.conversationId ?? "", $0.event.seq ?? 0) < ($1.event.conversationId ?? "", $1.event.seq ?? 0) }
-        try await runtime.publish(events)
-        return stored
-    }
-
-    static let batchInsertSQL = """
-        WITH input AS (
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
-                WITH ORDINALITY AS t(message_id, conversation_id, tenant_id, sender_id, type, content, client_msg_id, ord)
-        ), accepted AS (
-            SELECT i.*, row_number() OVER (PARTITION BY i.conversation_id ORDER BY i.ord) AS n
-            FROM input i
-            WHERE (SELECT m.tenant_id FROM conversation_members m
-                   WHERE m.conversation_id = i.conversation_id AND m.user_id = i.sender_id) = i.tenant_id
-              AND (SELECT x.seq FROM im_messages x
-                   WHERE x.conversation_id = i.conversation_id AND x.sender_id = i.sender_id
-                     AND x.client_msg_id = i.client_msg_id) IS NULL
-        ), bumped AS (
-            UPDATE conversations c SET last_seq = c.last_seq + a.count, updated_at = now()
-            FROM (SELECT conversation_id, count(*) AS count FROM accepted GROUP BY conversation_id) a
-            WHERE c.conversation_id = a.conversation_id
-            RETURNING c.conversation_id, c.last_seq - a.count AS base
-        ), inserted AS (
-            INSERT INTO im_messages (message_id, conversation_id, tenant_id, sender_id, type, content, client_msg_id, seq)
-            SELECT a.message_id, a.conversation_id, a.tenant_id, a.sender_id, a.type, a.content::jsonb, a.client_msg_id,
-                   b.base + a.n
-            FROM accepted a JOIN bumped b ON b.conversation_id = a.conversation_id
-            RETURNING *
-        )
-        SELECT \(Rows.messageColumns("inserted")), inserted.tenant_id,
-               (SELECT json_agg(user_id) FROM conversation_members WHERE conversation_id = inserted.conversation_id) AS members
-        FROM inserted
-        """
-
-    /// An audio message must point at ready media of the same conversation; its duration is
-    /// copied from the media row into the content.
+    /// An audio message must point at ready media of the same conversation. The media service
+    /// owns that table: it answers `media.attachment` with the file's duration, type and size
+    /// (copied into the content), or with the validation error the sender sees.
     func audioContent(_ content: JSONValue, conversationID: String, actor: Actor) async throws -> JSONValue {
         guard let mediaID = content["media_id"]?.stringValue else { throw AIIMError.validation("audio content needs media_id") }
-        let rows = try await postgres.query(
-            "SELECT duration_ms, content_type, size FROM media WHERE media_id = $1 AND conversation_id = $2 AND tenant_id = $3 AND status = 'ready'",
-            [mediaID, conversationID, actor.tenantID])
-        guard let row = rows.first else {
-            throw AIIMError.validation("media_id must be an uploaded, verified file of this conversation")
-        }
+        let file = try await runtime.bus.request(
+            MediaAttachment(tenantID: actor.tenantID, conversationID: conversationID, mediaID: mediaID),
+            timeout: Self.mediaTimeout)
         var o = content.objectValue ?? [:]
-        if let d: Int = row.optional("duration_ms") { o["duration_ms"] = .number(Double(d)) }
-        if let t: String = row.optional("content_type") { o["content_type"] = .string(t) }
-        if let s: Int64 = row.optional("size") { o["file_size"] = .number(Double(s)) }
+        if let d = file.durationMs { o["duration_ms"] = .number(Double(d)) }
+        o["content_type"] = .string(file.contentType)
+        o["file_size"] = .number(Double(file.size))
         return .object(o)
     }
+
+    /// How long an audio send waits for the media service (a lookup by primary key, answered in
+    /// about a millisecond): past it, the send fails as transient and the consumer retries it.
+    static let mediaTimeout: Duration = .seconds(2)
 
     /// The shared insert path (client messages, system messages, the first chunk of a stream).
     func insert(

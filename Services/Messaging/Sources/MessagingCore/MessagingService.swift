@@ -1,21 +1,21 @@
 import AIIMBackendKit
 import AIIMConfiguration
-import AIIMJSON
 import AIIMPostgres
 import AIIMProtocol
-import AIIMRedis
 import AIIMServiceKit
-import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import Prometheus
 import ServiceLifecycle
 
 /// The messaging service: consumes `aiim:cmd:messaging`, owns conversations, messages, receipts
-/// and AI streams in PostgreSQL, and publishes delivery events for the gateways.
-public struct MessagingService: Sendable {
+/// and AI answers in PostgreSQL, and publishes delivery events for the gateways. Other services
+/// read its membership through the `messaging_members` view only (migration 0004).
+public struct MessagingService: BackendService {
+    public static let name = ServiceName.messaging
+    public static func migrations() throws -> [Migration] { try Migrator.bundled(in: .module) }
+
     public let runtime: BackendRuntime
-    /// `STREAM_TIMEOUT_SECONDS`: an AI stream with no chunk for this long is closed as `interrupted`. Default 30.
+    /// `STREAM_TIMEOUT_SECONDS`: an AI answer with no chunk for this long is closed as `interrupted`. Default 30.
     public let streamTimeout: Duration
     var postgres: PostgresClient { runtime.postgres }
     /// Gathers concurrent sends into batches (one statement, one commit each).
@@ -24,66 +24,51 @@ public struct MessagingService: Sendable {
     public init(runtime: BackendRuntime, streamTimeout: Duration = .seconds(30)) {
         self.runtime = runtime
         self.streamTimeout = streamTimeout
-        let box = NIOLockedValueBox<MessagingService?>(nil)
-        batcher = SendBatcher { batch in
-            guard let service = box.withLockedValue({ $0 }) else { throw AIIMError.unavailable("messaging is starting") }
-            return try await service.insertBatch(batch)
-        }
-        box.withLockedValue { $0 = self }
+        let writer = SendBatchWriter(postgres: runtime.postgres, events: runtime.events)
+        batcher = SendBatcher { batch in try await writer.write(batch) }
     }
 
-    /// Everything the process runs, in dependency order.
-    public func services() -> [any Service] {
-        let reaper = StreamReaper(service: self, timeout: streamTimeout, interval: min(.seconds(2), streamTimeout / 2))
-        return runtime.services(handler: { env in try await handle(env) }, extraServices: [reaper])
+    public init(runtime: BackendRuntime, env: Environment) throws {
+        self.init(runtime: runtime, streamTimeout: .seconds(try env.int("STREAM_TIMEOUT_SECONDS", default: 30)))
     }
 
-    /// Routes one command by its envelope type.
-    func handle(_ env: Envelope) async throws -> [UInt8]? {
-        switch env.header.type {
-        case PingCommand.type:
-            let cmd = try env.decode(PingCommand.self)
+    public var extraServices: [any Service] {
+        [SilentAnswerCloser(service: self, timeout: streamTimeout, interval: min(.seconds(2), streamTimeout / 2))]
+    }
+
+    public func routes(_ router: inout CommandRouter) throws {
+        try router.register(PingCommand.self) { cmd in
             runtime.logger.info("ping", metadata: ["note": "\(cmd.note ?? "")"])
-            return try encode(Pong(service: "messaging", instance: runtime.config.instanceID, note: cmd.note))
-        case SendMessage.type:
-            let cmd: SendMessage = try env.decode()
-            // A gateway reads the events stream: a batched message's event answers it (an empty
-            // payload tells the consumer to write no reply entry).
-            let answer = cmd.replyByEvent == true ? env.header.replyTo.map { EventReply(stream: $0, correlationId: env.header.id) } : nil
-            return try await send(cmd, answer: answer).payload
-        case History.type: return try encode(try await history(env.decode()))
-        case Sync.type: return try encode(try await sync(env.decode()))
-        case OpenSession.type: return try encode(try await openSession(env.decode()))
-        case EditMessage.type: return try encode(try await edit(env.decode()))
-        case DeleteMessage.type: return try encode(try await recall(env.decode()))
-        case PostSystemMessage.type: return try encode(try await postSystem(env.decode()))
-        case CreateConversation.type: return try encode(try await create(env.decode()))
-        case ListConversations.type: return try encode(try await list(env.decode()))
-        case GetConversation.type:
-            let cmd: GetConversation = try env.decode()
-            return try encode(try await conversation(try Validation.id(cmd.conversationID, field: "conversation_id"), actor: cmd.actor))
-        case AddMembers.type: return try encode(try await addMembers(env.decode()))
-        case RemoveMember.type: return try encode(try await removeMember(env.decode()))
-        case MarkReceipt.type: return try encode(try await mark(env.decode()))
-        case GetReceipts.type: return try encode(try await receipts(env.decode()))
-        case StreamChunk.type: return try encode(try await streamChunk(env.decode()))
-        case Typing.type: return try encode(try await typing(env.decode()))
-        case PresenceChanged.type: return try encode(try await presence(env.decode()))
-        case VerifyAPIKey.type: return try encode(try await verifyAPIKey(env.decode()))
-        case CreateAPIKey.type: return try encode(try await createAPIKey(env.decode()))
-        default:
-            throw AIIMError(.unknownType, "messaging does not handle \(env.header.type)")
+            return Pong(service: "messaging", instance: runtime.config.instanceID, note: cmd.note)
         }
-    }
-
-    func encode(_ v: some Encodable) throws -> [UInt8] {
-        try JSONCoding.encode(v)
+        // Messages (Messages.swift)
+        try router.register(SendMessage.self, replying: send)
+        try router.register(History.self, history)
+        try router.register(Sync.self, sync)
+        try router.register(OpenSession.self, openSession)
+        try router.register(EditMessage.self, edit)
+        try router.register(DeleteMessage.self, recall)
+        try router.register(PostSystemMessage.self, postSystem)
+        // Conversations and members (Conversations.swift)
+        try router.register(CreateConversation.self, create)
+        try router.register(ListConversations.self, list)
+        try router.register(GetConversation.self) { cmd in
+            try await conversation(try Validation.id(cmd.conversationID, field: "conversation_id"), actor: cmd.actor)
+        }
+        try router.register(AddMembers.self, addMembers)
+        try router.register(RemoveMember.self, removeMember)
+        // Receipts, AI answers, typing, presence, API keys (a file each)
+        try router.register(MarkReceipt.self, mark)
+        try router.register(GetReceipts.self, receipts)
+        try router.register(StreamChunk.self, streamChunk)
+        try router.register(Typing.self, typing)
+        try router.register(PresenceChanged.self, presence)
+        try router.register(VerifyAPIKey.self, verifyAPIKey)
+        try router.register(CreateAPIKey.self, createAPIKey)
     }
 }
 
 /// Builds the messaging service from the environment (tests call this too).
 public func buildMessaging(env: Environment = Environment(), registry: PrometheusCollectorRegistry) throws -> MessagingService {
-    let config = try CommonConfiguration(service: .messaging, env: env, requireDatabase: true)
-    let timeout = try env.int("STREAM_TIMEOUT_SECONDS", default: 30)
-    return MessagingService(runtime: try BackendRuntime(config: config, registry: registry), streamTimeout: .seconds(timeout))
+    try MessagingService.build(env: env, registry: registry)
 }

@@ -40,6 +40,7 @@ struct PendingSend: Sendable {
 final class SendBatcher: Sendable {
     /// Writes a batch; returns the messages it stored, by message id. A message it did not store
     /// (a duplicate, a non-member, a conflict) goes back to its sender's one-by-one path.
+    /// The service passes `SendBatchWriter.write`; tests pass their own.
     typealias Write = @Sendable ([PendingSend]) async throws -> [String: StoredSend]
 
     private struct Waiting {

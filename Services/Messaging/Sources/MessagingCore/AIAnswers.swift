@@ -6,10 +6,11 @@ import Foundation
 import Logging
 import ServiceLifecycle
 
-/// AI answers streamed token by token. The first chunk creates the stream's message (type
-/// `ai`, state `streaming`, a `seq` like any message); each chunk is stored with its index and
-/// appended to the message's text; the end marks it `completed`. A stream that stops without
-/// an end is closed as `interrupted` by `StreamReaper`.
+/// AI answers streamed token by token (`stream.chunk`; "stream" here is the answer, not a Redis
+/// stream). The first chunk creates the answer's message (type `ai`, state `streaming`, a `seq`
+/// like any message); each chunk is stored with its index and appended to the message's text;
+/// the end marks it `completed`. An answer that goes silent without an end is closed as
+/// `interrupted` by `SilentAnswerCloser`.
 extension MessagingService {
     /// The text a chunk adds: a string, or the `delta`/`text`/`content` string of an object.
     static func text(of chunk: JSONValue?) -> String {
@@ -114,9 +115,9 @@ extension MessagingService {
     }
 }
 
-/// Closes streams that stopped without an end after `timeout`, once, whichever replica sees
-/// them first (`FOR UPDATE SKIP LOCKED`).
-struct StreamReaper: Service {
+/// Closes AI answers that went silent (no chunk and no end for `timeout`) as `interrupted` and
+/// tells the members, once, whichever replica sees them first (`FOR UPDATE SKIP LOCKED`).
+struct SilentAnswerCloser: Service {
     let service: MessagingService
     let timeout: Duration
     let interval: Duration
@@ -124,13 +125,13 @@ struct StreamReaper: Service {
     func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             try? await Task.sleep(for: interval)
-            do { try await reapOnce() } catch {
-                service.runtime.logger.warning("stream reaper pass failed", metadata: ["error": "\(error)"])
+            do { try await closeSilentAnswers() } catch {
+                service.runtime.logger.warning("closing silent AI answers failed", metadata: ["error": "\(error)"])
             }
         }
     }
 
-    func reapOnce() async throws {
+    func closeSilentAnswers() async throws {
         let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
         let rows = try await service.postgres.query("""
             UPDATE im_messages SET stream_state = 'interrupted', stream_updated_at = now()
