@@ -18,7 +18,7 @@ extension DisruptiveTests {
         env["RECLAIM_IDLE_MS"] = "1500"
         env["LOG_LEVEL"] = "warning"
         p.environment = env
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let out = try FileHandle(forWritingTo: log)
         p.standardOutput = out
         p.standardError = out
