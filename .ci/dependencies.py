@@ -17,7 +17,7 @@ PRODUCTS = {
     "NIOConcurrencyHelpers": "swift-nio", "NIOWebSocket": "swift-nio", "NIOHTTP1": "swift-nio",
     "NIOEmbedded": "swift-nio", "NIOFoundationCompat": "swift-nio", "Crypto": "swift-crypto",
     "W3CTraceContext": "swift-w3c-trace-context", "Hummingbird": "hummingbird",
-    "HummingbirdTesting": "hummingbird", "HummingbirdWebSocket": "hummingbird-websocket",
+    "HummingbirdTesting": "hummingbird", "HummingbirdCore": "hummingbird", "HummingbirdWebSocket": "hummingbird-websocket",
     "HummingbirdWSClient": "hummingbird-websocket", "JWTKit": "jwt-kit", "HTTPTypes": "swift-http-types",
     "Histogram": "hdrhistogram-swift", "NIOSSL": "swift-nio-ssl", "MCP": "swift-sdk",
     "AsyncHTTPClient": "async-http-client",

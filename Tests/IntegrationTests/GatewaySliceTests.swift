@@ -87,7 +87,9 @@ import Testing
         let payload = Data(#"{"sub":"alice","exp":9999999999}"#.utf8).base64EncodedString()
         await #expect(throws: AIIMError.self) { try await gateway.auth.verify("\(header).\(payload).") }
         let good = try await gateway.auth.mint(user: "alice", tenant: "t1", ttl: .seconds(60))
-        #expect(try await gateway.auth.verify(good) == Identity(userID: "alice", tenantID: "t1", isBot: false))
+        let identity = try await gateway.auth.verify(good)
+        #expect(identity.userID == "alice" && identity.tenantID == "t1" && !identity.isBot)
+        #expect(identity.expiresAt.map { abs($0.timeIntervalSinceNow - 60) < 5 } == true, "the token's exp travels with the identity")
         await gateway.shutdown()
     }
 

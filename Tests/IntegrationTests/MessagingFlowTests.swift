@@ -304,7 +304,10 @@ import Testing
     }
 
     @Test func aSlowDeviceIsCutOffWithoutSlowingOthers() async throws {
-        let stack = try await Stack.start(env: ["WS_SEND_QUEUE": "8"])
+        // The close frame waits behind what the device has not read; a long grace keeps the TCP
+        // connection until the device reads again, so it sees the code (GatewayLimitsTests has
+        // the default grace).
+        let stack = try await Stack.start(env: ["WS_SEND_QUEUE": "8", "WS_CLOSE_GRACE_MS": "60000"])
         defer { Task { await stack.stop() } }  // unstructured: defer cannot await
         let conv = try await stack.conversation(owner: "alice", members: ["bob"])
         let slow = try await WSTestClient.connect(port: stack.ports[0], token: try await stack.token("bob"))

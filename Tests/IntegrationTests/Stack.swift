@@ -24,8 +24,11 @@ final class Stack: Sendable {
 
     static func start(gateways: Int = 1, messaging: Int = 1, env: [String: String] = [:]) async throws -> Stack {
         TestLog.bootstrap()
-        // Load tests send faster than a person; the rate limit has its own test.
-        let extra = ["RATE_LIMIT_PER_SEC": "0"].merging(env) { $1 }
+        // Load tests send faster than a person; the rate limit has its own test. So do the
+        // per-user connection cap (shared by every test's gateways through presence) and the
+        // failed-authentication limit (GatewayLimitsTests).
+        let extra = ["RATE_LIMIT_PER_SEC": "0", "WS_MAX_CONNECTIONS_PER_USER": "100000", "AUTH_FAILURES_PER_SEC": "0"]
+            .merging(env) { $1 }
         var gws: [Gateway] = []
         var ports: [Int] = []
         for i in 0..<gateways {

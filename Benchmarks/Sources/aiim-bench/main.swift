@@ -11,6 +11,8 @@ import NIOConcurrencyHelpers
 //   aiim-bench ws-load   --gateway 127.0.0.1:PORT --clients 20 --conversations 10
 //                        [--rate 1000 | --rate 0 --window 4 (as fast as possible)] --seconds 10 [--pids "1 2"]
 //                        [--threads 1] [--timeline 1]                                    (JWT_SECRET)
+//   aiim-bench abuse     --gateway 127.0.0.1:PORT --scenario flood|slow-readers|stream-budget
+//                        [--seconds 10] [--pids "GW"]                        (JWT_SECRET; REDIS_URL)
 
 struct Options {
     var values: [String: String] = [:]
@@ -76,7 +78,8 @@ let args = CommandLine.arguments
 switch args.count > 1 ? args[1] : "" {
 case "bus-rtt": try await busRTT(Options(args.dropFirst(2)))
 case "ws-load": try await wsLoad(Options(args.dropFirst(2)))
+case "abuse": try await abuse(Options(args.dropFirst(2)))
 default:
-    print("usage: aiim-bench bus-rtt --requests N [--concurrency C] | ws-load --gateway HOST:PORT --clients N --conversations M --rate R --seconds S [--pids 'P1 P2']")
+    print("usage: aiim-bench bus-rtt --requests N [--concurrency C] | ws-load --gateway HOST:PORT --clients N --conversations M --rate R --seconds S [--pids 'P1 P2'] | abuse --gateway HOST:PORT --scenario flood|slow-readers|stream-budget")
     exit(64)
 }

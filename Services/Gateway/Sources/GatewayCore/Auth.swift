@@ -10,9 +10,12 @@ public struct Identity: Sendable, Equatable {
     public var tenantID: String
     /// True for an AI agent authenticated with an API key.
     public var isBot: Bool
+    /// When the credential stops being valid (a JWT's `exp`); nil for API keys, which do not
+    /// expire. A WebSocket opened with it is closed then (4003).
+    public var expiresAt: Date?
 
-    public init(userID: String, tenantID: String, isBot: Bool) {
-        self.userID = userID; self.tenantID = tenantID; self.isBot = isBot
+    public init(userID: String, tenantID: String, isBot: Bool, expiresAt: Date? = nil) {
+        self.userID = userID; self.tenantID = tenantID; self.isBot = isBot; self.expiresAt = expiresAt
     }
 
     /// The bus-level actor for this identity (optionally on one WebSocket connection).
@@ -60,7 +63,7 @@ public struct Authenticator: Sendable {
         guard !sub.isEmpty, sub.utf8.count <= 128 else { throw AIIMError(.unauthorized, "invalid token") }
         let tenant = claims.tenant_id ?? defaultTenant
         guard !tenant.isEmpty, tenant.utf8.count <= 128 else { throw AIIMError(.unauthorized, "invalid token") }
-        return Identity(userID: sub, tenantID: tenant, isBot: false)
+        return Identity(userID: sub, tenantID: tenant, isBot: false, expiresAt: claims.exp.value)
     }
 
     /// A token for development and tests (`aiim-gateway mint-token`).

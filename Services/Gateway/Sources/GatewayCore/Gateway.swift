@@ -22,6 +22,8 @@ public struct Gateway: Sendable {
     /// Verifies and mints user tokens (JWT).
     public let auth: Authenticator
     public let credentials: Credentials
+    /// Limits failed credential checks per client address (`AUTH_FAILURES_PER_SEC`).
+    let credentialGuard: CredentialGuard
     public let readiness: Readiness
     public let registry: PrometheusCollectorRegistry
     let hub: DeliveryHub
@@ -29,6 +31,8 @@ public struct Gateway: Sendable {
     let events: StreamTail
     let presence: PresenceTracker
     let frameLimiter: FrameRateLimiter
+    /// `WS_MAX_CONNECTIONS`, `WS_MAX_CONNECTIONS_PER_USER`.
+    let connectionLimits: ConnectionLimits
 
     public init(config: GatewayConfiguration, registry: PrometheusCollectorRegistry) async throws {
         self.config = config
@@ -41,9 +45,13 @@ public struct Gateway: Sendable {
         backends = Backends(bus: bus, timeout: .milliseconds(config.busTimeoutMillis))
         auth = await Authenticator(secret: config.jwtSecret, issuer: config.jwtIssuer, defaultTenant: config.defaultTenant)
         credentials = Credentials(tokens: auth, backends: backends)
+        credentialGuard = CredentialGuard(credentials: credentials, perSecond: config.authFailuresPerSecond,
+                                          trustedProxies: try TrustedProxies(config.trustedProxies))
         readiness = Readiness(components: ["redis"])
         presence = PresenceTracker(redis: redis, instance: config.common.instanceID)
         frameLimiter = FrameRateLimiter(perSecond: config.rateLimitPerSecond)
+        connectionLimits = ConnectionLimits(maxPerGateway: config.maxConnections, maxPerUser: config.maxConnectionsPerUser,
+                                            presence: presence, logger: logger)
         hub = DeliveryHub(logger: logger, backends: backends)
         events = StreamTail(redis: redis, stream: StreamNames.events, logger: logger) { [hub] entries in
             await hub.dispatch(entries)
@@ -61,6 +69,7 @@ public struct Gateway: Sendable {
     /// The HTTP router with every route (tests drive it with `app.test(.router)`).
     public func buildRouter() -> Router<AIIMRequestContext> {
         let router = Router(context: AIIMRequestContext.self)
+        router.add(middleware: UpgradeRefusalMiddleware())
         router.add(middleware: SecurityHeadersMiddleware(allowedOrigins: config.allowedOrigins, enableCORS: config.enableCORS))
         router.add(middleware: ErrorMiddleware())
         router.add(middleware: TraceMiddleware())
@@ -78,12 +87,12 @@ public struct Gateway: Sendable {
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: OpenAPI.document)))
         }
         let sessions = SessionServices(config: config, backends: backends, hub: hub, presence: presence, frames: frames,
-                                       limiter: frameLimiter)
-        WebSocketEndpoint(credentials: credentials, services: sessions).add(to: router)
+                                       limiter: frameLimiter, limits: connectionLimits)
+        WebSocketEndpoint(credentials: credentialGuard, services: sessions).add(to: router)
 
         let api = router.group("api/aiim")
             .add(middleware: BodyLimitMiddleware(maxBodyBytes: config.maxBodyBytes))
-            .add(middleware: AuthMiddleware(credentials: credentials))
+            .add(middleware: AuthMiddleware(credentials: credentialGuard))
             .group(context: AuthenticatedContext.self)
             .add(middleware: RateLimitMiddleware(redis: redis, limit: config.rateLimitPerSecond))
         api.addRoutes(ConversationsController(backends: backends).endpoints, atPath: "conversations")
@@ -108,8 +117,10 @@ public struct Gateway: Sendable {
         let router = buildRouter()
         return Application(
             router: router,
-            server: .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(
-                ws: .init(maxFrameSize: config.maxFrameBytes, autoPing: .disabled, validateUTF8: true))),
+            server: .gateway(webSocketRouter: router, configuration: .init(
+                http1: .init(idleTimeout: .seconds(Int64(config.idleTimeoutSeconds))),
+                ws: .init(maxFrameSize: config.maxFrameBytes, autoPing: .disabled, validateUTF8: true)),
+                headerTimeout: .seconds(Int64(config.headerTimeoutSeconds))),
             configuration: .init(address: .hostname(config.common.httpHost, port: config.common.httpPort),
                                  serverName: "aiim-gateway"),
             logger: logger)

@@ -28,6 +28,30 @@ public struct GatewayConfiguration: Sendable {
     public var pingTimeoutSeconds: Int
     /// `WS_MAX_FRAME_BYTES`: largest accepted WebSocket message; larger ones close with 1009. Default 65536.
     public var maxFrameBytes: Int
+    /// `WS_SEND_QUEUE_BYTES`: bytes queued per socket before it is closed as a slow consumer (4001),
+    /// as well as the frame bound `WS_SEND_QUEUE`. Default 4 MiB.
+    public var sendQueueBytes: Int
+    /// `WS_MAX_CONNECTIONS_PER_USER`: WebSocket connections one user may hold across every gateway
+    /// (the presence hash counts them); one more is refused with 429. Default 20.
+    public var maxConnectionsPerUser: Int
+    /// `WS_MAX_CONNECTIONS`: WebSocket connections this gateway holds at most; one more is refused
+    /// with 503. Default 20000.
+    public var maxConnections: Int
+    /// `WS_CLOSE_GRACE_MS`: after the gateway closes a socket (4000, 4001, 4002) it waits this long
+    /// for the close frame to go out, then drops the TCP connection. Default 2000.
+    public var closeGraceMillis: Int
+    /// `AUTH_FAILURES_PER_SEC`: failed credential checks (bad or expired JWT, unknown API key) one
+    /// client address may cause per second, bursts of 4x, per gateway; past that every request
+    /// with a credential from that address gets 429 before any verification. 0 disables. Default 5.
+    public var authFailuresPerSecond: Int
+    /// `TRUSTED_PROXIES`: comma-separated addresses or CIDR ranges of reverse proxies whose
+    /// `X-Forwarded-For` names the client. Default none: the peer address is the client.
+    public var trustedProxies: [String]
+    /// `HTTP_HEADER_TIMEOUT`: seconds a new connection has to send its first request head. Default 10.
+    public var headerTimeoutSeconds: Int
+    /// `HTTP_IDLE_TIMEOUT`: seconds an HTTP connection may sit without a request part or a
+    /// response before it is closed (keep-alive and slow requests). Default 75.
+    public var idleTimeoutSeconds: Int
 
     public init(env: Environment = Environment()) throws {
         common = try CommonConfiguration(service: .gateway, env: env, requireDatabase: false)
@@ -52,8 +76,23 @@ public struct GatewayConfiguration: Sendable {
         pingIntervalSeconds = try env.int("WS_PING_INTERVAL", default: 20)
         pingTimeoutSeconds = try env.int("WS_PING_TIMEOUT", default: 60)
         maxFrameBytes = try env.int("WS_MAX_FRAME_BYTES", default: 64 * 1024)
-        guard sendQueueLimit > 0, pingIntervalSeconds > 0, pingTimeoutSeconds > pingIntervalSeconds, maxFrameBytes >= 1024 else {
-            throw ConfigurationError("WS_* settings are out of range (timeout must exceed interval)")
+        sendQueueBytes = try env.int("WS_SEND_QUEUE_BYTES", default: 4 << 20)
+        maxConnectionsPerUser = try env.int("WS_MAX_CONNECTIONS_PER_USER", default: 20)
+        maxConnections = try env.int("WS_MAX_CONNECTIONS", default: 20_000)
+        closeGraceMillis = try env.int("WS_CLOSE_GRACE_MS", default: 2000)
+        authFailuresPerSecond = try env.int("AUTH_FAILURES_PER_SEC", default: 5)
+        trustedProxies = env.list("TRUSTED_PROXIES")
+        headerTimeoutSeconds = try env.int("HTTP_HEADER_TIMEOUT", default: 10)
+        idleTimeoutSeconds = try env.int("HTTP_IDLE_TIMEOUT", default: 75)
+        guard sendQueueLimit > 0, pingIntervalSeconds > 0, pingTimeoutSeconds > pingIntervalSeconds, maxFrameBytes >= 1024,
+              sendQueueBytes >= 64 * 1024, maxConnectionsPerUser > 0, maxConnections > 0, closeGraceMillis >= 0 else {
+            throw ConfigurationError("WS_* settings are out of range (timeout must exceed interval, WS_SEND_QUEUE_BYTES ≥ 65536)")
+        }
+        guard authFailuresPerSecond >= 0, headerTimeoutSeconds > 0, idleTimeoutSeconds > 0 else {
+            throw ConfigurationError("AUTH_FAILURES_PER_SEC, HTTP_HEADER_TIMEOUT and HTTP_IDLE_TIMEOUT are out of range")
+        }
+        do { _ = try TrustedProxies(trustedProxies) } catch {
+            throw ConfigurationError("TRUSTED_PROXIES: \(error)")
         }
     }
 }

@@ -11,13 +11,20 @@ struct PresenceTracker: Sendable {
 
     func key(_ tenant: String, _ user: String) -> String { "aiim:presence:\(tenant):\(user)" }
 
-    /// Records a connection; true when it is the user's first (the user came online).
-    func connected(_ identity: Identity, connectionID: String) async throws -> Bool {
+    /// Records a connection; returns how many the user has now on every gateway, this one
+    /// included (1: the user came online). The WebSocket upgrade claims before it answers, so
+    /// concurrent upgrades of one user each see the others (`WS_MAX_CONNECTIONS_PER_USER`).
+    func claim(_ identity: Identity, connectionID: String) async throws -> Int {
         let k = key(identity.tenantID, identity.userID)
         let r = try await redis.pipeline([
-            ["HLEN", k], ["HSET", k, connectionID, instance], ["EXPIRE", k, String(Self.ttlSeconds)],
+            ["HSET", k, connectionID, instance], ["EXPIRE", k, String(Self.ttlSeconds)], ["HLEN", k],
         ])
-        return r.first?.int == 0
+        return Int(r.last?.int ?? 1)
+    }
+
+    /// Forgets a claimed connection that never became a session (refused or abandoned upgrade).
+    func drop(_ identity: Identity, connectionID: String) async throws {
+        try await redis.command(["HDEL", key(identity.tenantID, identity.userID), connectionID])
     }
 
     /// Removes a connection; true when no connection of the user is left (the user went offline).

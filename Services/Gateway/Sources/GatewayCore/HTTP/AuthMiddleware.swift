@@ -4,9 +4,10 @@ import Hummingbird
 
 /// Reads `Authorization: Bearer <jwt or API key>` into `context.identity`; a malformed header
 /// or an invalid token is refused with 401. REST never reads `?token=` (tokens do not belong in
-/// access logs). Routes that need an identity live in an `AuthenticatedContext` group.
+/// access logs). Routes that need an identity live in an `AuthenticatedContext` group. The check
+/// goes through the `CredentialGuard` (failed attempts are limited per client address).
 struct AuthMiddleware: RouterMiddleware {
-    let credentials: Credentials
+    let credentials: CredentialGuard
 
     func handle(
         _ request: Request, context: AIIMRequestContext, next: (Request, AIIMRequestContext) async throws -> Response
@@ -17,7 +18,9 @@ struct AuthMiddleware: RouterMiddleware {
             guard parts.count == 2, parts[0].lowercased() == "bearer" else {
                 throw AIIMError(.unauthorized, "Authorization must be 'Bearer <token>'")
             }
-            context.identity = try await credentials.identity(for: String(parts[1]).trimmingCharacters(in: .whitespaces))
+            let client = credentials.clientAddress(peer: context.channel.remoteAddress, headers: request.headers)
+            context.identity = try await credentials.identity(for: String(parts[1]).trimmingCharacters(in: .whitespaces),
+                                                              client: client)
         }
         return try await next(request, context)
     }

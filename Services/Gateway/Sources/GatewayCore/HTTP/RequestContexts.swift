@@ -11,8 +11,8 @@ public struct AIIMRequestContext: RequestContext, WebSocketRequestContext {
     /// Set by `AuthMiddleware` from `Authorization: Bearer`; nil for anonymous requests.
     public var identity: Identity?
     public let webSocket: WebSocketHandlerReference<Self>
-    /// Carries the identity verified at the upgrade into the WebSocket handler.
-    let webSocketIdentity = NIOLockedValueBox<Identity?>(nil)
+    /// Carries the connection admitted at the upgrade (identity, caps) into the WebSocket handler.
+    let webSocketGrant = NIOLockedValueBox<ConnectionGrant?>(nil)
     /// The connection's NIO channel: after an upgrade, WebSocket frames are written to it
     /// directly, several per flush (`SocketOutbox`).
     let channel: any Channel

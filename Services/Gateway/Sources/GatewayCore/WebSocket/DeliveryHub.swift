@@ -86,20 +86,34 @@ final class DeliveryHub: Sendable {
 
     /// A device saw `seq` ahead of its cursor. Usually the missing event is just behind (another
     /// messaging replica published it a moment later); if it has not come within 250 ms, fetch
-    /// it from the messaging service (it is committed: its seq was assigned before).
+    /// it from the messaging service (it is committed: its seq was assigned before). A fetch that
+    /// fails or brings nothing new is retried with a growing pause (up to `maxGapBackoff`) for as
+    /// long as the gap and the connection last; what waits meanwhile is bounded by the device's
+    /// ordering buffers (past them the device is closed with 4001 and resyncs).
     func scheduleGapFill(_ c: DeviceConnection, _ conversation: String) {
         // Unstructured: the gap fill outlives this dispatch call and must not block the events stream.
         Task {
-            for _ in 0..<20 {
-                try? await Task.sleep(for: .milliseconds(250))
-                guard let gap = c.ordering.withLockedValue({ $0.gap(conversation) }), !c.overflowed else { return }
+            var pause = Self.gapWait
+            while true {
+                try? await Task.sleep(for: pause)
+                guard let gap = c.ordering.withLockedValue({ $0.gap(conversation) }), !c.outbox.isClosed else { return }
                 Counter(label: "aiim_ws_gap_fills_total").increment()
-                for frame in await missing(c, conversation, after: gap.after) {
+                let frames = await missing(c, conversation, after: gap.after)
+                for frame in frames {
+                    // Back-pressure: a long gap never overflows a healthy socket.
+                    guard await c.outbox.waitForRoom() else { return }
                     _ = c.deliver(conversation: conversation, seq: frame.seq, text: frame.text)
                 }
+                let progressed = frames.contains { $0.seq > gap.after }
+                pause = progressed ? .zero : min(max(pause * 2, Self.gapWait), Self.maxGapBackoff)
+                if !progressed { Counter(label: "aiim_ws_gap_fill_retries_total").increment() }
             }
         }
     }
+
+    /// How long a gap may stay open before the hub fetches it, and the longest pause between retries.
+    static let gapWait: Duration = .milliseconds(250)
+    static let maxGapBackoff: Duration = .seconds(5)
 
     /// One page of the messages after `cursor`, as `(seq, frame text)`; empty when the fetch failed.
     func missing(_ c: DeviceConnection, _ conversation: String, after cursor: Int64) async -> [(seq: Int64, text: String)] {
@@ -112,13 +126,16 @@ final class DeliveryHub: Sendable {
     }
 
     /// `subscribe` with `after_seq`: every message after it, in order, before any live event of
-    /// that conversation (which wait meanwhile), then live delivery resumes.
+    /// that conversation (which wait meanwhile, within the device's ordering bound), then live
+    /// delivery resumes. Page by page, each frame only when the socket's queue has room, so a
+    /// device that asks for a long history gets all of it without overflowing its queue.
     func replay(_ c: DeviceConnection, _ conversation: String, after: Int64) async throws {
         var cursor = after
         defer { c.release(conversation, upTo: cursor) }
         while true {
             let page = try await page(c, conversation, after: cursor)
             for m in page.messages {
+                guard await c.outbox.waitForRoom() else { return }  // the connection is gone
                 c.send(try messageEventText("message.created", m))
                 cursor = m.seq
             }

@@ -10,13 +10,16 @@ final class DeviceConnection: Sendable {
     let id: String
     let identity: Identity
     let outbox: SocketOutbox
-    let ordering = NIOLockedValueBox(DeviceOrdering())
+    let ordering: NIOLockedValueBox<DeviceOrdering>
     private let lastSeenBox = NIOLockedValueBox(ContinuousClock.now)
 
-    init(identity: Identity, channel: any Channel, queueLimit: Int) {
-        id = UUIDs.make()
+    /// `queueLimit`/`queueBytes` bound the socket's send queue and, as well, the events held
+    /// back for this device while a gap is filled or a replay runs.
+    init(id: String = UUIDs.make(), identity: Identity, channel: any Channel, queueLimit: Int, queueBytes: Int = .max) {
+        self.id = id
         self.identity = identity
-        outbox = SocketOutbox(channel: channel, limit: queueLimit)
+        outbox = SocketOutbox(channel: channel, limit: queueLimit, byteLimit: queueBytes)
+        ordering = NIOLockedValueBox(DeviceOrdering(maxBuffered: queueLimit, maxBufferedBytes: queueBytes))
     }
 
     /// The device as the backends see it (the connection id lets events skip this device).
@@ -34,10 +37,19 @@ final class DeviceConnection: Sendable {
 
     var overflowed: Bool { outbox.overflowed }
 
-    /// Delivers an ordered event of a conversation; returns true when a gap needs filling.
+    /// Delivers an ordered event of a conversation; returns true when a gap needs filling. When
+    /// the events held back for this device pass the bound, the device is closed as a slow
+    /// consumer (4001): it resyncs from its last `seq` after reconnecting.
     func deliver(conversation: String, seq: Int64, text: String) -> Bool {
         var out: [String] = []
-        let needGap = ordering.withLockedValue { $0.accept(conversation: conversation, seq: seq, text: text, into: &out) }
+        let (needGap, overflowed) = ordering.withLockedValue {
+            ($0.accept(conversation: conversation, seq: seq, text: text, into: &out), $0.overflowed)
+        }
+        if overflowed {
+            if !outbox.isClosed { Counter(label: "aiim_ws_resync_closed_total").increment() }
+            outbox.overflow()
+            return false
+        }
         for t in out { send(t) }
         return needGap
     }
@@ -58,12 +70,48 @@ final class DeviceConnection: Sendable {
 /// cursor waits here while the missing ones are fetched.
 struct DeviceOrdering: Sendable {
     var cursors: [String: Int64] = [:]
-    var buffers: [String: [Int64: String]] = [:]
+    private(set) var buffers: [String: [Int64: String]] = [:]
+    /// Bound of the events held back (all conversations), in events and bytes; past it
+    /// `overflowed` is set and nothing more is held.
+    let maxBuffered: Int
+    let maxBufferedBytes: Int
+    private(set) var bufferedCount = 0
+    private(set) var bufferedBytes = 0
+    private(set) var overflowed = false
     var gapFetching: Set<String> = []
     /// Conversations being replayed after `subscribe`: live events wait in the buffer.
     var replaying: Set<String> = []
     /// Conversations this device unsubscribed from.
     var muted: Set<String> = []
+
+    init(maxBuffered: Int = .max, maxBufferedBytes: Int = .max) {
+        self.maxBuffered = maxBuffered
+        self.maxBufferedBytes = maxBufferedBytes
+    }
+
+    /// Holds an event back (replaces one with the same `seq`).
+    private mutating func hold(_ conversation: String, _ seq: Int64, _ text: String) {
+        if let old = buffers[conversation, default: [:]].updateValue(text, forKey: seq) {
+            bufferedBytes -= old.utf8.count
+            bufferedCount -= 1
+        }
+        bufferedCount += 1
+        bufferedBytes += text.utf8.count
+        if bufferedCount > maxBuffered || bufferedBytes > maxBufferedBytes { overflowed = true }
+    }
+
+    /// Replaces a conversation's held events, keeping the totals true.
+    private mutating func setBuffer(_ conversation: String, _ buffer: [Int64: String]?) {
+        if let old = buffers[conversation] {
+            bufferedCount -= old.count
+            bufferedBytes -= old.values.reduce(0) { $0 + $1.utf8.count }
+        }
+        buffers[conversation] = buffer
+        if let buffer {
+            bufferedCount += buffer.count
+            bufferedBytes += buffer.values.reduce(0) { $0 + $1.utf8.count }
+        }
+    }
 
     /// Cursors the session starts from (the conversations' last `seq` when the device connected).
     mutating func start(from lastSeq: [String: Int64]) {
@@ -74,7 +122,7 @@ struct DeviceOrdering: Sendable {
     mutating func accept(conversation: String, seq: Int64, text: String, into out: inout [String]) -> Bool {
         if muted.contains(conversation) { return false }
         if replaying.contains(conversation) {
-            buffers[conversation, default: [:]][seq] = text
+            hold(conversation, seq, text)
             return false
         }
         guard let cursor = cursors[conversation] else {
@@ -89,7 +137,7 @@ struct DeviceOrdering: Sendable {
             drain(conversation, into: &out)
             return false
         }
-        buffers[conversation, default: [:]][seq] = text
+        hold(conversation, seq, text)
         guard !gapFetching.contains(conversation) else { return false }
         gapFetching.insert(conversation)
         return true
@@ -104,7 +152,7 @@ struct DeviceOrdering: Sendable {
         }
         buffer = buffer.filter { $0.key > cursor }
         cursors[conversation] = cursor
-        buffers[conversation] = buffer.isEmpty ? nil : buffer
+        setBuffer(conversation, buffer.isEmpty ? nil : buffer)
     }
 
     /// (cursor, lowest buffered seq) while a gap remains, else nil (and the gap is closed).
@@ -138,6 +186,6 @@ struct DeviceOrdering: Sendable {
 
     mutating func left(_ conversation: String) {
         cursors[conversation] = nil
-        buffers[conversation] = nil
+        setBuffer(conversation, nil)
     }
 }

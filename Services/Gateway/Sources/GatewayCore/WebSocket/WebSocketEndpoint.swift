@@ -5,26 +5,31 @@ import Hummingbird
 import HummingbirdWebSocket
 import NIOConcurrencyHelpers
 
-/// `GET /api/aiim/ws`: authenticates the upgrade, then runs a `WebSocketSession`.
+/// `GET /api/aiim/ws`: authenticates the upgrade (through the `CredentialGuard`, so failed
+/// attempts are limited per client address), admits it under the connection caps, then runs a
+/// `WebSocketSession`. A refusal is the route's JSON error response (401, 429, 503), which
+/// `UpgradeRefusalMiddleware` puts on the wire.
 struct WebSocketEndpoint: Sendable {
-    let credentials: Credentials
+    let credentials: CredentialGuard
     let services: SessionServices
 
     func add(to router: Router<AIIMRequestContext>) {
         router.ws("/api/aiim/ws") { request, context in
             let (token, subprotocol) = Self.token(request)
             guard let token else { throw AIIMError(.unauthorized, "authentication required") }
-            let identity = try await credentials.identity(for: token)
+            let client = credentials.clientAddress(peer: context.channel.remoteAddress, headers: request.headers)
+            let identity = try await credentials.identity(for: token, client: client)
+            let grant = try await services.limits.admit(identity, channel: context.channel)
             var headers: HTTPFields = [:]
             if let subprotocol { headers[.secWebSocketProtocol] = subprotocol }
-            // The identity travels to the handler in the request context.
-            context.webSocketIdentity.withLockedValue { $0 = identity }
+            // The admitted connection travels to the handler in the request context.
+            context.webSocketGrant.withLockedValue { $0 = grant }
             return .upgrade(headers)
         } onUpgrade: { inbound, outbound, context in
-            guard let identity = context.requestContext.webSocketIdentity.withLockedValue({ $0 }) else { return }
-            let session = WebSocketSession(identity: identity, channel: context.requestContext.channel, services: services,
+            guard let grant = context.requestContext.webSocketGrant.withLockedValue({ $0 }), grant.take() else { return }
+            let session = WebSocketSession(grant: grant, channel: context.requestContext.channel, services: services,
                                            logger: context.logger)
-            try await session.run(inbound: inbound, outbound: outbound)
+            await session.run(inbound: inbound, outbound: outbound)
         }
     }
 

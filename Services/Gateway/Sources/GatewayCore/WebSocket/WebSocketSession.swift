@@ -1,5 +1,6 @@
 import AIIMJSON
 import AIIMProtocol
+import Foundation
 import HummingbirdWebSocket
 import Logging
 import Metrics
@@ -11,8 +12,11 @@ import NIOWebSocket
 enum CloseCode {
     /// No frame (not even `pong`) within `WS_PING_TIMEOUT`.
     static let pingTimeout = 4000
-    /// The device could not keep up; its send queue overflowed. Reconnect and resume by `seq`.
+    /// The device could not keep up: its send queue (`WS_SEND_QUEUE`, `WS_SEND_QUEUE_BYTES`) or
+    /// the events held back for it while a gap is filled overflowed. Reconnect and resume by `seq`.
     static let slowConsumer = 4001
+    /// The token the socket was opened with expired (JWT `exp`). Reconnect with a fresh token.
+    static let tokenExpired = 4002
     /// The gateway is shutting down; reconnect (to another replica).
     static let goingAway = 1001
 }
@@ -25,6 +29,7 @@ struct SessionServices: Sendable {
     let presence: PresenceTracker
     let frames: FrameRouter
     let limiter: FrameRateLimiter
+    let limits: ConnectionLimits
 }
 
 /// One device's WebSocket connection from upgrade to close: its cursors, the `connected` frame,
@@ -32,12 +37,16 @@ struct SessionServices: Sendable {
 /// `SocketOutbox`; `outbound` only closes.
 struct WebSocketSession {
     let services: SessionServices
+    let grant: ConnectionGrant
     let connection: DeviceConnection
     let logger: Logger
 
-    init(identity: Identity, channel: any Channel, services: SessionServices, logger: Logger) {
+    init(grant: ConnectionGrant, channel: any Channel, services: SessionServices, logger: Logger) {
         self.services = services
-        connection = DeviceConnection(identity: identity, channel: channel, queueLimit: services.config.sendQueueLimit)
+        self.grant = grant
+        let identity = grant.identity
+        connection = DeviceConnection(id: grant.connectionID, identity: identity, channel: channel,
+                                      queueLimit: services.config.sendQueueLimit, queueBytes: services.config.sendQueueBytes)
         var logger = logger
         logger[metadataKey: "connection_id"] = "\(connection.id)"
         logger[metadataKey: "user_id"] = "\(identity.userID)"
@@ -46,9 +55,8 @@ struct WebSocketSession {
 
     var config: GatewayConfiguration { services.config }
 
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
+    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
         services.hub.add(connection)
-        defer { services.hub.remove(connection) }
 
         // Cursors first, so live events are ordered from the start.
         do {
@@ -66,6 +74,12 @@ struct WebSocketSession {
                 return connection.overflowed ? CloseCode.slowConsumer : nil
             }
             group.addTask { await heartbeat() }
+            if let expiry = connection.identity.expiresAt {
+                group.addTask {
+                    try? await Task.sleep(for: .milliseconds(Int64(max(0, expiry.timeIntervalSinceNow) * 1000)))
+                    return Task.isCancelled ? nil : CloseCode.tokenExpired
+                }
+            }
             group.addTask {
                 do {
                     for try await message in inbound.messages(maxSize: config.maxFrameBytes) {
@@ -86,11 +100,24 @@ struct WebSocketSession {
             connection.outbox.close()
             return first
         }
-        if let closeCode {
-            try? await outbound.close(.init(codeNumber: closeCode),
-                                      reason: closeCode == CloseCode.slowConsumer ? "slow consumer" : "ping timeout")
-        }
+        // The device is gone from now on, whatever its socket still holds: delivery, this
+        // gateway's connection count and presence say so at once (a slow consumer's close frame
+        // waits behind the data it never read).
+        services.hub.remove(connection)
+        grant.finish()
         await presenceChanged(connected: false)
+        if let closeCode {
+            // The close frame goes out if the device reads within the grace; then the TCP
+            // connection is dropped either way.
+            let channel = connection.outbox.channel
+            channel.eventLoop.scheduleTask(in: .milliseconds(Int64(config.closeGraceMillis))) { channel.close(promise: nil) }
+            let reason = switch closeCode {
+            case CloseCode.slowConsumer: "slow consumer"
+            case CloseCode.tokenExpired: "token expired"
+            default: "ping timeout"
+            }
+            try? await outbound.close(.init(codeNumber: closeCode), reason: reason)
+        }
     }
 
     /// Sends `ping` every interval and closes connections silent for longer than the timeout.
@@ -110,8 +137,9 @@ struct WebSocketSession {
     func presenceChanged(connected: Bool) async {
         let identity = connection.identity
         do {
+            // The upgrade already recorded the connection (`ConnectionLimits.admit`).
             let changed = connected
-                ? try await services.presence.connected(identity, connectionID: connection.id)
+                ? grant.firstOfUser
                 : try await services.presence.disconnected(identity, connectionID: connection.id)
             if changed {
                 try await services.backends.post(PresenceChanged(actor: identity.actor(), online: connected))
