@@ -28,6 +28,9 @@ public struct GatewayConfiguration: Sendable {
     public var pingTimeoutSeconds: Int
     /// `WS_MAX_FRAME_BYTES`: largest accepted WebSocket message; larger ones close with 1009. Default 65536.
     public var maxFrameBytes: Int
+    /// `GENERATION_DELTA_FRAMES_PER_SEC`: `generation.delta` frames per second per answer (bursts
+    /// of twice that; 0 disables). An answer's end, stop and status frames are never held back. Default 200.
+    public var generationDeltaFramesPerSecond: Int
 
     public init(env: Environment = Environment()) throws {
         common = try CommonConfiguration(service: .gateway, env: env, requireDatabase: false)
@@ -52,6 +55,7 @@ public struct GatewayConfiguration: Sendable {
         pingIntervalSeconds = try env.int("WS_PING_INTERVAL", default: 20)
         pingTimeoutSeconds = try env.int("WS_PING_TIMEOUT", default: 60)
         maxFrameBytes = try env.int("WS_MAX_FRAME_BYTES", default: 64 * 1024)
+        generationDeltaFramesPerSecond = try env.int("GENERATION_DELTA_FRAMES_PER_SEC", default: 200)
         guard sendQueueLimit > 0, pingIntervalSeconds > 0, pingTimeoutSeconds > pingIntervalSeconds, maxFrameBytes >= 1024 else {
             throw ConfigurationError("WS_* settings are out of range (timeout must exceed interval)")
         }
