@@ -170,6 +170,7 @@ let package = Package(
                 "AIIMProtocol",
                 "AIIMRedis",
                 "AIIMServiceKit",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

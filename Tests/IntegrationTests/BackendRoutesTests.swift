@@ -15,7 +15,9 @@ import Testing
         let messaging = try buildMessaging(env: try TestEnv.serviceEnvironment(), registry: PrometheusCollectorRegistry())
         #expect(try messaging.router().types == [
             "apikey.create", "apikey.verify", "conversation.create", "conversation.get", "conversation.list",
-            "conversation.members.add", "conversation.members.remove", "message.delete", "message.edit", "message.history",
+            "conversation.members.add", "conversation.members.remove",
+            "generation.append", "generation.end", "generation.get", "generation.start", "generation.status", "generation.stop",
+            "message.delete", "message.edit", "message.history",
             "message.send", "message.sync", "message.system", "ping", "presence.changed", "receipt.get", "receipt.mark",
             "session.open", "stream.chunk", "typing",
         ])

@@ -371,7 +371,7 @@ struct InProcessMessaging {
     static func start() async throws -> InProcessMessaging {
         let env = try TestEnv.serviceEnvironment(["INSTANCE_ID": uniqueName("msg"), "RATE_LIMIT_PER_SEC": "0"])
         let service = try buildMessaging(env: env, registry: PrometheusCollectorRegistry())
-        let group = ServiceGroup(configuration: .init(services: service.services(), logger: TestLog.logger))
+        let group = ServiceGroup(configuration: .init(services: try service.services(), logger: TestLog.logger))
         let runner = Task { try await group.run() }
         _ = try await eventually(timeout: .seconds(30)) { service.runtime.readiness.isUp("migrations") }
         return InProcessMessaging(service: service, group: group, runner: runner)

@@ -336,7 +336,7 @@ import Testing
 }
 
 extension JSONValue {
-    var arrayValue: [JSONValue]? { if case .array(let a) = self { return a }; return nil }
+
     var arrayOfSeqs: [Int] { (arrayValue ?? []).compactMap { $0["seq"]?.intValue } }
     func firstWhere(_ key: String, _ value: String) -> JSONValue? {
         arrayValue?.first { $0[key]?.stringValue == value }

@@ -6,6 +6,9 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The servers `deploy/local/test` started for this run. A missing variable fails the test:
 /// these tests are never skipped silently.

@@ -93,6 +93,9 @@ final class WSTestClient: Sendable {
         }
     }
 
+    /// Every frame received so far, in arrival order.
+    var all: [JSONValue] { received.withLockedValue { $0 } }
+
     func frames(event: String) -> [JSONValue] {
         received.withLockedValue { $0.filter { $0["data"]?["event"]?.stringValue == event || $0["type"]?.stringValue == event } }
     }

@@ -260,6 +260,36 @@ struct JSONReader {
 
 /// Writes JSON text (the inverse of the parser), for hand-rendered frames.
 public enum JSONWriter {
+    /// The same text for the same value in every process: object keys sorted (for comparing
+    /// what two writers wrote).
+    public static func canonical(_ v: JSONValue) -> String {
+        var out: [UInt8] = []
+        writeSorted(v, into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func writeSorted(_ v: JSONValue, into out: inout [UInt8]) {
+        switch v {
+        case .array(let a):
+            out.append(UInt8(ascii: "["))
+            for (k, item) in a.enumerated() {
+                if k > 0 { out.append(UInt8(ascii: ",")) }
+                writeSorted(item, into: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let o):
+            out.append(UInt8(ascii: "{"))
+            for (k, key) in o.keys.sorted().enumerated() {
+                if k > 0 { out.append(UInt8(ascii: ",")) }
+                string(key, into: &out)
+                out.append(UInt8(ascii: ":"))
+                writeSorted(o[key]!, into: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        default: write(v, into: &out)
+        }
+    }
+
     public static func write(_ v: JSONValue, into out: inout [UInt8]) {
         switch v {
         case .null: out.append(contentsOf: "null".utf8)

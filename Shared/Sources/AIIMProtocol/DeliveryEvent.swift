@@ -18,10 +18,15 @@ public struct DeliveryEvent: Codable, Sendable {
     /// The request this event answers (a batched send): the gateway that asked resolves it from
     /// the event, and no reply entry is written.
     public var reply: EventReply?
+    /// A generation's deltas: which answer and offsets, so a gateway drops repeats and holds
+    /// live deltas back while a device resumes.
+    public var generation: GenerationRoute?
+    /// The `message.created` event of an answer: devices that get it watch the answer from offset 0.
+    public var generationStart: String?
 
     enum CodingKeys: String, CodingKey {
         case tenantID = "t", recipients = "r", conversationId = "c", seq = "s", frameText = "ft", excludeConnection = "x"
-        case membership = "m", reply = "rp"
+        case membership = "m", reply = "rp", generation = "g", generationStart = "gs"
     }
 
     public init(tenantID: String, recipients: [String], conversationId: String? = nil, seq: Int64? = nil,
@@ -78,4 +83,13 @@ public struct MembershipChange: Codable, Sendable {
     public init(conversationID: String, joined: [String], left: [String], seqBefore: Int64) {
         self.conversationID = conversationID; self.joined = joined; self.left = left; self.seqBefore = seqBefore
     }
+}
+
+/// The answer and offsets of a `generation.delta` event.
+public struct GenerationRoute: Codable, Sendable, Equatable {
+    public var messageID: String
+    public var from: Int64
+    public var to: Int64
+    enum CodingKeys: String, CodingKey { case messageID = "m", from = "f", to = "t" }
+    public init(messageID: String, from: Int64, to: Int64) { self.messageID = messageID; self.from = from; self.to = to }
 }

@@ -46,6 +46,16 @@ enum Commands {
         return Sync(actor: actor, cursors: cursors, limit: try Validation.limit(f.limit, default: 100))
     }
 
+    /// An answer to start; without a `client_generation_id` the gateway makes one.
+    static func startGeneration(_ f: GenerationStartFrame, actor: Actor) throws -> StartGeneration {
+        StartGeneration(
+            actor: actor, conversationID: try Validation.id(f.conversationID, field: "conversation_id"),
+            clientGenerationID: try Validation.optionalID(f.clientGenerationID, field: "client_generation_id") ?? "gw:" + UUIDs.make(),
+            replyTo: try Validation.optionalID(f.replyTo, field: "reply_to"),
+            requesterID: try Validation.optionalID(f.requesterID, field: "requester_id"),
+            state: f.state ?? .thinking, label: f.label, labelTTLMillis: f.labelTTLMillis)
+    }
+
     /// `conversation_id`, optional `to_user_id`, and the call type (default audio); `key` names
     /// the field the type came from, for the error message.
     static func initiateCall(conversationID: String?, toUserID: String?, callType: (key: String, value: JSONValue)?, actor: Actor)

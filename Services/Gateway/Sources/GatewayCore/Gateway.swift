@@ -63,6 +63,7 @@ public struct Gateway: Sendable {
         var router = FrameRouter()
         router.addMessagingFrames(backends: backends, hub: hub, followsEvents: { [events] in events.isFollowing })
         router.addCallFrames(backends: backends)
+        router.addGenerationFrames(backends: backends, hub: hub)
         return router
     }
 
@@ -87,7 +88,8 @@ public struct Gateway: Sendable {
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: OpenAPI.document)))
         }
         let sessions = SessionServices(config: config, backends: backends, hub: hub, presence: presence, frames: frames,
-                                       limiter: frameLimiter, limits: connectionLimits)
+                                       limiter: frameLimiter, limits: connectionLimits,
+                                       generationLimiter: FrameRateLimiter(perSecond: config.generationDeltaFramesPerSecond))
         WebSocketEndpoint(credentials: credentialGuard, services: sessions).add(to: router)
 
         let api = router.group("api/aiim")
@@ -102,6 +104,7 @@ public struct Gateway: Sendable {
         api.addRoutes(PresenceController(presence: presence).endpoints, atPath: "presence")
         api.addRoutes(MediaController(backends: backends).endpoints, atPath: "media")
         api.addRoutes(CallsController(backends: backends).endpoints, atPath: "calls")
+        api.addRoutes(GenerationsController(backends: backends).endpoints, atPath: "generations")
         api.get("bus/ping") { _, _ in
             let pong = try await backends.call(PingCommand(note: "ping"))
             return ObservabilityRoutes.jsonResponse(.ok, .object([

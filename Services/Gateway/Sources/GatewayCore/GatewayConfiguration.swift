@@ -52,6 +52,9 @@ public struct GatewayConfiguration: Sendable {
     /// `HTTP_IDLE_TIMEOUT`: seconds an HTTP connection may sit without a request part or a
     /// response before it is closed (keep-alive and slow requests). Default 75.
     public var idleTimeoutSeconds: Int
+    /// `GENERATION_DELTA_FRAMES_PER_SEC`: `generation.delta` frames per second per answer (bursts
+    /// of twice that; 0 disables). An answer's end, stop and status frames are never held back. Default 200.
+    public var generationDeltaFramesPerSecond: Int
 
     public init(env: Environment = Environment()) throws {
         common = try CommonConfiguration(service: .gateway, env: env, requireDatabase: false)
@@ -94,5 +97,7 @@ public struct GatewayConfiguration: Sendable {
         do { _ = try TrustedProxies(trustedProxies) } catch {
             throw ConfigurationError("TRUSTED_PROXIES: \(error)")
         }
+        generationDeltaFramesPerSecond = try env.int("GENERATION_DELTA_FRAMES_PER_SEC", default: 200)
+        guard generationDeltaFramesPerSecond >= 0 else { throw ConfigurationError("GENERATION_DELTA_FRAMES_PER_SEC must not be negative") }
     }
 }

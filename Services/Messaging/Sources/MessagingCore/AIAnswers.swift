@@ -39,12 +39,11 @@ extension MessagingService {
                     streamID: streamID)
             } catch let e as PostgresError where e.isUniqueViolation {}
         }
-        let chunkText = Self.text(of: cmd.chunk)
         let chunk = cmd.chunk
         let actor = cmd.actor
         let outcome: (row: PostgresRow, index: Int?, appended: Bool) = try await postgres.withTransaction { conn in
             let cur = try conn.query("""
-                SELECT \(Rows.messageColumns()), tenant_id,
+                SELECT \(Rows.messageColumns()), tenant_id, stream_bytes,
                        (SELECT json_agg(user_id) FROM conversation_members WHERE conversation_id = im_messages.conversation_id) AS members
                 FROM im_messages WHERE stream_id = $1 FOR UPDATE
                 """, [streamID])
@@ -66,6 +65,14 @@ extension MessagingService {
                 } else {
                     guard state == "streaming" else { throw AIIMError(.invalidState, "the stream has ended (\(state))") }
                     guard i == count else { throw AIIMError.validation("chunk_index \(i) is out of order; expected \(count)") }
+                    let settings = generationSettings
+                    guard count < settings.maxDeltas else {
+                        throw AIIMError(.payloadTooLarge, "the stream already has \(settings.maxDeltas) chunks; end it")
+                    }
+                    let bytes: Int64 = try row.decode("stream_bytes")
+                    guard bytes + Int64(chunk.jsonString().utf8.count) <= Int64(settings.maxBytes) else {
+                        throw AIIMError(.payloadTooLarge, "the stream would exceed \(settings.maxBytes) bytes; end it")
+                    }
                     try conn.query("INSERT INTO ai_stream_chunks (stream_id, chunk_index, content) VALUES ($1, $2, $3::jsonb)",
                                    [streamID, i, chunk])
                     index = i
@@ -74,15 +81,17 @@ extension MessagingService {
             }
             let end = cmd.streamEnd && state == "streaming"
             if appended || end {
+                // A chunk only adds its row and counters (the content is not rewritten: cost
+                // linear in the stream's size); the end assembles the text from the chunks.
                 let updated = try conn.query("""
                     UPDATE im_messages SET
-                        content = jsonb_set(content, '{text}', to_jsonb(coalesce(content->>'text', '') || $2)),
-                        stream_chunks = stream_chunks + $3, stream_updated_at = now(),
+                        content = CASE WHEN $4 THEN jsonb_set(content, '{text}', to_jsonb(\(Self.assembledText("$1")))) ELSE content END,
+                        stream_chunks = stream_chunks + $3, stream_bytes = stream_bytes + $2, stream_updated_at = now(),
                         stream_state = CASE WHEN $4 THEN 'completed' ELSE stream_state END
                     WHERE stream_id = $1
                     RETURNING \(Rows.messageColumns()),
                         (SELECT json_agg(user_id) FROM conversation_members WHERE conversation_id = im_messages.conversation_id) AS members
-                    """, [streamID, appended ? chunkText : "", appended ? 1 : 0, end])
+                    """, [streamID, appended ? Int64(chunk?.jsonString().utf8.count ?? 0) : 0, appended ? 1 : 0, end])
                 return (try updated.first.orThrow(), index, appended)
             }
             if cmd.streamEnd == false, !appended, chunk == nil { throw AIIMError.validation("nothing to do") }
@@ -106,6 +115,27 @@ extension MessagingService {
         return StreamChunkResult(
             messageID: message.messageID, streamID: streamID, seq: message.seq, chunkIndex: outcome.index,
             streamEnd: message.stream?.state != "streaming", state: message.stream?.state ?? "completed")
+    }
+
+    /// SQL for a stream's text so far: its chunks' text in order (`text(of:)` in SQL).
+    static func assembledText(_ streamIDExpression: String) -> String {
+        """
+        (SELECT coalesce(string_agg(CASE jsonb_typeof(k.content) WHEN 'string' THEN k.content #>> '{}'
+                                    ELSE coalesce(k.content->>'delta', k.content->>'text', k.content->>'content', '') END,
+                                    '' ORDER BY k.chunk_index), '')
+         FROM ai_stream_chunks k WHERE k.stream_id = \(streamIDExpression))
+        """
+    }
+
+    /// A stream still in progress shows its text so far (history, sync).
+    func withStreamText(_ message: MessageDTO) async throws -> MessageDTO {
+        guard let stream = message.stream, stream.state == "streaming" else { return message }
+        let rows = try await postgres.query("SELECT \(Self.assembledText("$1")) AS text", [stream.streamID])
+        var m = message
+        var content = m.content.objectValue ?? [:]
+        content["text"] = .string(rows.first?.optional("text") ?? "")
+        m.content = .object(content)
+        return m
     }
 
     func publishStreamEnd(_ message: MessageDTO, tenant: String, members: [String]) async throws {
@@ -134,7 +164,8 @@ struct SilentAnswerCloser: Service {
     func closeSilentAnswers() async throws {
         let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
         let rows = try await service.postgres.query("""
-            UPDATE im_messages SET stream_state = 'interrupted', stream_updated_at = now()
+            UPDATE im_messages SET stream_state = 'interrupted', stream_updated_at = now(),
+                content = jsonb_set(content, '{text}', to_jsonb(\(MessagingService.assembledText("im_messages.stream_id"))))
             WHERE message_id IN (
                 SELECT message_id FROM im_messages
                 WHERE stream_state = 'streaming' AND stream_updated_at < now() - make_interval(secs => $1)

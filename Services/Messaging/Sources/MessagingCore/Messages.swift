@@ -75,7 +75,7 @@ extension MessagingService {
     /// The shared insert path (client messages, system messages, the first chunk of a stream).
     func insert(
         conversationID: String, tenantID: String, senderID: String, kind: String, content: JSONValue,
-        replyTo: String?, clientMsgID: String, streamID: String? = nil
+        replyTo: String?, clientMsgID: String, streamID: String? = nil, generation: JSONValue? = nil
     ) async throws -> SendResult {
         let messageID = UUIDs.make()
         let sql = """
@@ -86,10 +86,10 @@ extension MessagingService {
                 RETURNING last_seq
             ), i AS (
                 INSERT INTO im_messages (message_id, conversation_id, tenant_id, sender_id, type, content, reply_to,
-                                         client_msg_id, seq, stream_id, stream_state, stream_updated_at)
+                                         client_msg_id, seq, stream_id, stream_state, stream_updated_at, generation)
                 SELECT $4, $1, $2, $3, $5, $6::jsonb, $7, $8, c.last_seq, $9,
                        CASE WHEN $9::text IS NULL THEN NULL ELSE 'streaming' END,
-                       CASE WHEN $9::text IS NULL THEN NULL ELSE now() END
+                       CASE WHEN $9::text IS NULL AND $11::jsonb IS NULL THEN NULL ELSE now() END, $11::jsonb
                 FROM c
                 RETURNING *
             )
@@ -100,7 +100,7 @@ extension MessagingService {
         do {
             let rows = try await postgres.query(sql, [
                 conversationID, tenantID, senderID, messageID, kind, content, replyTo, clientMsgID, streamID,
-                kind == "system",
+                kind == "system", generation,
             ])
             guard let row = rows.first else { throw AIIMError.forbidden() }
             let message = try Rows.message(row)
@@ -134,8 +134,10 @@ extension MessagingService {
     }
 
     func createdEvent(_ message: MessageDTO, tenant: String, members: [String]) throws -> DeliveryEvent {
-        DeliveryEvent(tenantID: tenant, recipients: members, conversationId: message.conversationID, seq: message.seq,
-                      frameText: try messageEventText("message.created", message))
+        var event = DeliveryEvent(tenantID: tenant, recipients: members, conversationId: message.conversationID, seq: message.seq,
+                                  frameText: try messageEventText("message.created", message))
+        if message.generation?.state.isLive == true { event.generationStart = message.messageID }
+        return event
     }
 
     func history(_ cmd: History) async throws -> MessagePage {
@@ -165,6 +167,7 @@ extension MessagingService {
         let rows = try await postgres.query(sql, [conversationID, after, before, limit + 1])
         var messages = try rows.rows.prefix(limit).map { try Rows.message($0) }
         if !ascending { messages.reverse() }
+        messages = try await withLiveParts(messages)
         return MessagePage(conversationID: conversationID, messages: messages, hasMore: rows.rows.count > limit)
     }
 

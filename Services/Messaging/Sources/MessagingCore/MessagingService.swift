@@ -17,23 +17,28 @@ public struct MessagingService: BackendService {
     public let runtime: BackendRuntime
     /// `STREAM_TIMEOUT_SECONDS`: an AI answer with no chunk for this long is closed as `interrupted`. Default 30.
     public let streamTimeout: Duration
+    /// AI answers' caps, checkpoints and grace periods (`Generations.swift`).
+    let generationSettings: GenerationSettings
     var postgres: PostgresClient { runtime.postgres }
     /// Gathers concurrent sends into batches (one statement, one commit each).
     let batcher: SendBatcher
 
-    public init(runtime: BackendRuntime, streamTimeout: Duration = .seconds(30)) {
+    init(runtime: BackendRuntime, streamTimeout: Duration = .seconds(30), generations: GenerationSettings = GenerationSettings()) {
         self.runtime = runtime
         self.streamTimeout = streamTimeout
+        generationSettings = generations
         let writer = SendBatchWriter(postgres: runtime.postgres, events: runtime.events)
         batcher = SendBatcher { batch in try await writer.write(batch) }
     }
 
     public init(runtime: BackendRuntime, env: Environment) throws {
-        self.init(runtime: runtime, streamTimeout: .seconds(try env.int("STREAM_TIMEOUT_SECONDS", default: 30)))
+        self.init(runtime: runtime, streamTimeout: .seconds(try env.int("STREAM_TIMEOUT_SECONDS", default: 30)),
+                  generations: try GenerationSettings(env: env))
     }
 
     public var extraServices: [any Service] {
-        [SilentAnswerCloser(service: self, timeout: streamTimeout, interval: min(.seconds(2), streamTimeout / 2))]
+        [SilentAnswerCloser(service: self, timeout: streamTimeout, interval: min(.seconds(2), streamTimeout / 2)),
+         GenerationWatcher(service: self, interval: .milliseconds(max(200, min(1000, generationSettings.checkpointMillis))))]
     }
 
     public func routes(_ router: inout CommandRouter) throws {
@@ -61,6 +66,13 @@ public struct MessagingService: BackendService {
         try router.register(MarkReceipt.self, mark)
         try router.register(GetReceipts.self, receipts)
         try router.register(StreamChunk.self, streamChunk)
+        // AI answers as generations (Generations.swift)
+        try router.register(StartGeneration.self, startGeneration)
+        try router.register(AppendGeneration.self, appendGeneration)
+        try router.register(SetGenerationStatus.self, setGenerationStatus)
+        try router.register(EndGeneration.self, endGeneration)
+        try router.register(StopGeneration.self, stopGeneration)
+        try router.register(GetGeneration.self, getGeneration)
         try router.register(Typing.self, typing)
         try router.register(PresenceChanged.self, presence)
         try router.register(VerifyAPIKey.self, verifyAPIKey)

@@ -7,7 +7,7 @@ import Foundation
 enum Rows {
     static let messageFields = [
         "message_id", "conversation_id", "sender_id", "type", "content", "created_at", "seq", "reply_to",
-        "client_msg_id", "edited_at", "deleted_at", "stream_id", "stream_state", "stream_chunks",
+        "client_msg_id", "edited_at", "deleted_at", "stream_id", "stream_state", "stream_chunks", "generation",
     ]
 
     /// `m.message_id, m.conversation_id, ...`, optionally aliased with a prefix.
@@ -31,7 +31,8 @@ enum Rows {
             content: try row.decode(p + "content"), createdAt: try row.decode(p + "created_at"),
             seq: try row.decode(p + "seq"), replyTo: row.optional(p + "reply_to"),
             clientMsgID: row.optional(p + "client_msg_id"), editedAt: row.optional(p + "edited_at"),
-            deletedAt: row.optional(p + "deleted_at"), stream: stream)
+            deletedAt: row.optional(p + "deleted_at"), stream: stream,
+            generation: try row.optional(p + "generation", as: JSONValue.self).map { try JSONCoding.decode(GenerationInfo.self, from: $0) })
     }
 
     static let conversationColumns = "c.conversation_id, c.type, c.name, c.created_at, c.updated_at, c.last_seq"

@@ -33,20 +33,22 @@ public struct MessageDTO: Codable, Sendable, Equatable {
     public var deletedAt: Date?
     /// AI streams: `{stream_id, state, chunk_count}`; nil for ordinary messages.
     public var stream: StreamInfo?
+    /// AI answers (generations, docs/AI.md): state, status label, offsets; nil otherwise.
+    public var generation: GenerationInfo?
 
     enum CodingKeys: String, CodingKey {
         case messageID = "message_id", conversationID = "conversation_id", senderID = "sender_id", type, content
         case createdAt = "created_at", seq, replyTo = "reply_to", clientMsgID = "client_msg_id"
-        case editedAt = "edited_at", deletedAt = "deleted_at", stream
+        case editedAt = "edited_at", deletedAt = "deleted_at", stream, generation
     }
 
     public init(messageID: String, conversationID: String, senderID: String, type: String, content: JSONValue,
                 createdAt: Date, seq: Int64, replyTo: String?, clientMsgID: String?, editedAt: Date? = nil,
-                deletedAt: Date? = nil, stream: StreamInfo? = nil) {
+                deletedAt: Date? = nil, stream: StreamInfo? = nil, generation: GenerationInfo? = nil) {
         self.messageID = messageID; self.conversationID = conversationID; self.senderID = senderID
         self.type = type; self.content = content; self.createdAt = createdAt; self.seq = seq
         self.replyTo = replyTo; self.clientMsgID = clientMsgID; self.editedAt = editedAt
-        self.deletedAt = deletedAt; self.stream = stream
+        self.deletedAt = deletedAt; self.stream = stream; self.generation = generation
     }
 }
 

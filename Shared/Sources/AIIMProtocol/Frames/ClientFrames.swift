@@ -120,3 +120,59 @@ public struct CallSignalFrame: ClientFrame {
     public var payload: JSONValue?
     enum CodingKeys: String, CodingKey { case callID = "call_id", toUserID = "to_user_id", payload }
 }
+
+// AI answers (generations, docs/AI.md). The same fields are the REST bodies of /generations.
+
+/// `generation.start`: the agent begins an answer (creates its `ai` message).
+public struct GenerationStartFrame: ClientFrame {
+    public static let type = "generation.start"
+    public var conversationID: String?
+    public var clientGenerationID: String?
+    public var replyTo: String?
+    public var requesterID: String?
+    public var state: GenerationState?
+    public var label: String?
+    public var labelTTLMillis: Int?
+    enum CodingKeys: String, CodingKey {
+        case conversationID = "conversation_id", clientGenerationID = "client_generation_id", replyTo = "reply_to"
+        case requesterID = "requester_id", state, label, labelTTLMillis = "label_ttl_ms"
+    }
+}
+
+/// `generation.delta`: deltas of one answer, in offset order.
+public struct GenerationDeltaFrame: ClientFrame {
+    public static let type = "generation.delta"
+    public var messageID: String?
+    public var deltas: [GenerationDelta]
+    enum CodingKeys: String, CodingKey { case messageID = "message_id", deltas }
+}
+
+/// `generation.status`: a new live state and/or status label.
+public struct GenerationStatusFrame: ClientFrame {
+    public static let type = "generation.status"
+    public var messageID: String?
+    public var state: GenerationState?
+    public var label: String?
+    public var labelTTLMillis: Int?
+    enum CodingKeys: String, CodingKey { case messageID = "message_id", state, label, labelTTLMillis = "label_ttl_ms" }
+}
+
+/// `generation.end`: the answer is `completed`, `stopped` or `failed`.
+public struct GenerationEndFrame: ClientFrame {
+    public static let type = "generation.end"
+    public var messageID: String?
+    public var state: GenerationState
+    public var error: String?
+    public var lastOffset: Int64?
+    enum CodingKeys: String, CodingKey { case messageID = "message_id", state, error, lastOffset = "last_offset" }
+}
+
+/// `generation.stop` (any member) and `generation.resume` (a device catching up after
+/// `after_offset`, then live).
+public struct GenerationTargetFrame: ClientFrame {
+    public static let type = "generation.stop"
+    public static let resumeType = "generation.resume"
+    public var messageID: String?
+    public var afterOffset: Int64?
+    enum CodingKeys: String, CodingKey { case messageID = "message_id", afterOffset = "after_offset" }
+}

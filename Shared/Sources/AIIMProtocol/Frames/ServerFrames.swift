@@ -197,3 +197,39 @@ public struct AnyKey: CodingKey {
     public init?(stringValue: String) { self.stringValue = stringValue }
     public init?(intValue: Int) { nil }
 }
+
+/// `ack` of a generation frame: `event` is `generation.started`, `generation.delta`,
+/// `generation.status`, `generation.stop` or `generation.ended`.
+public struct GenerationAckFrame: ServerFrame {
+    public let type = "ack"
+    public var event: String
+    public var messageID: String
+    public var offset: Int64
+    public var persistedOffset: Int64
+    public var state: GenerationState
+    public var stopRequested: Bool
+    public var seq: Int64?
+    enum CodingKeys: String, CodingKey {
+        case type, event, messageID = "message_id", offset, persistedOffset = "persisted_offset", state
+        case stopRequested = "stop_requested", seq
+    }
+    public init(event: String, _ ack: GenerationAck) {
+        self.event = event; messageID = ack.messageID; offset = ack.offset; persistedOffset = ack.persistedOffset
+        state = ack.state; stopRequested = ack.stopRequested
+    }
+    public init(event: String, _ message: MessageDTO) {
+        self.event = event; messageID = message.messageID; seq = message.seq
+        let g = message.generation
+        offset = g?.offset ?? 0; persistedOffset = g?.persistedOffset ?? 0; state = g?.state ?? .completed
+        stopRequested = g?.stopRequestedBy != nil
+    }
+}
+
+/// The reply to `generation.resume`: the answer as it is (its parts up to
+/// `message.generation.offset`) and, with `after_offset`, the deltas after it; live deltas follow.
+public struct GenerationSnapshotFrame: ServerFrame {
+    public let type = "generation.snapshot"
+    public var message: MessageDTO
+    public var deltas: [GenerationDelta]?
+    public init(_ snapshot: GenerationSnapshot) { message = snapshot.message; deltas = snapshot.deltas }
+}

@@ -1,3 +1,4 @@
+import AIIMJSON
 import AIIMProtocol
 import AIIMRedis
 import Logging
@@ -71,7 +72,10 @@ final class DeliveryHub: Sendable {
                 if let m = event.membership, m.joined.contains(user) {
                     c.ordering.withLockedValue { $0.joined(m.conversationID, seqBefore: m.seqBefore) }
                 }
-                if let conv = event.conversationId, let seq = event.seq {
+                if let id = event.generationStart { c.generations.withLockedValue { $0.set(id, 0) } }
+                if let route = event.generation {
+                    if let after = c.deliverGeneration(route, text: text) { scheduleGenerationFill(c, route.messageID, after: after) }
+                } else if let conv = event.conversationId, let seq = event.seq {
                     if c.deliver(conversation: conv, seq: seq, text: text) { scheduleGapFill(c, conv) }
                 } else {
                     c.send(text)
@@ -140,6 +144,46 @@ final class DeliveryHub: Sendable {
                 cursor = m.seq
             }
             if !page.hasMore || page.messages.isEmpty { break }
+        }
+    }
+
+    /// `generation.resume`: the answer now (with `after`: the deltas after it), then its live
+    /// deltas, with no gap and no repeat: live ones that arrive meanwhile wait.
+    func resume(_ c: DeviceConnection, _ id: String, after: Int64?, requestID: JSONValue?) async throws {
+        c.generations.withLockedValue { $0.beginResume(id) }
+        var reached: Int64 = after ?? 0
+        defer {
+            var out: [String] = []
+            c.generations.withLockedValue { $0.endResume(id, at: reached, into: &out) }
+            for t in out { c.send(t) }
+        }
+        let snapshot = try await backends.call(GetGeneration(actor: c.actor, messageID: id, afterOffset: after))
+        reached = snapshot.deltas?.last?.offset ?? max(after ?? 0, snapshot.message.generation?.offset ?? 0)
+        if after == nil { reached = snapshot.message.generation?.offset ?? 0 }
+        c.send(try GenerationSnapshotFrame(snapshot).json(requestID: requestID.flatMap { $0.isNull ? nil : $0 }))
+    }
+
+    /// A device's answer has a gap (a delta event it never got): fetch the deltas after its
+    /// offset, then release what waited.
+    func scheduleGenerationFill(_ c: DeviceConnection, _ id: String, after: Int64) {
+        // Unstructured: the fetch must not hold up the events stream.
+        Task {
+            var reached = after
+            defer {
+                var out: [String] = []
+                c.generations.withLockedValue { $0.endResume(id, at: reached, into: &out) }
+                for t in out { c.send(t) }
+            }
+            do {
+                let snapshot = try await backends.call(GetGeneration(actor: c.actor, messageID: id, afterOffset: after))
+                guard let tail = snapshot.deltas, let last = tail.last else { return }
+                c.send(conversationEvent(snapshot.message.conversationID, "generation.delta", [
+                    "message_id": .string(id), "deltas": try JSONValue(encoding: tail),
+                ]))
+                reached = last.offset
+            } catch {
+                logger.warning("generation gap fill failed", metadata: ["message_id": "\(id)", "error": "\(error)"])
+            }
         }
     }
 

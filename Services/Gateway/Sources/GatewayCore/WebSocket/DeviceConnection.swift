@@ -1,5 +1,6 @@
 import AIIMJSON
 import AIIMProtocol
+import Logging
 import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
@@ -59,6 +60,40 @@ final class DeviceConnection: Sendable {
         var out: [String] = []
         ordering.withLockedValue { $0.finishReplay(conversation, cursor: cursor, into: &out) }
         for t in out { send(t) }
+    }
+
+    // MARK: AI answers
+
+    /// Per answer this connection produces: its appender (`GenerationFrames.swift`).
+    private let appenders = NIOLockedValueBox<[String: GenerationAppender]>([:])
+    /// Per answer this device watches: the last offset it was given, and live deltas held back
+    /// while it resumes.
+    let generations = NIOLockedValueBox(GenerationCursors())
+
+    func appender(for id: String, backends: Backends, logger: Logger) throws -> GenerationAppender {
+        try appenders.withLockedValue { all in
+            if let a = all[id] { return a }
+            guard all.count < 64 else { throw AIIMError(.rateLimited, "more than 64 answers in production on one connection") }
+            let a = GenerationAppender(messageID: id, backends: backends, connection: self, logger: logger)
+            all[id] = a
+            return a
+        }
+    }
+
+    func drainAppender(_ id: String) async {
+        if let a = appenders.withLockedValue({ $0[id] }) { await a.drain() }
+    }
+
+    func removeAppender(_ id: String) { appenders.withLockedValue { _ = $0.removeValue(forKey: id) } }
+
+    /// A live `generation.delta` event: sent unless the device already has those offsets (a
+    /// repeat, or what a resume gave it) or is resuming that answer now (then it waits).
+    /// Returns the offset to fill a gap after, when one opened (the hub fetches it).
+    func deliverGeneration(_ route: GenerationRoute, text: String) -> Int64? {
+        var out: [String] = []
+        let gap = generations.withLockedValue { $0.accept(route, text: text, into: &out) }
+        for t in out { send(t) }
+        return gap
     }
 
     var lastSeen: ContinuousClock.Instant { lastSeenBox.withLockedValue { $0 } }
@@ -187,5 +222,65 @@ struct DeviceOrdering: Sendable {
     mutating func left(_ conversation: String) {
         cursors[conversation] = nil
         setBuffer(conversation, nil)
+    }
+}
+
+/// The offsets a device has of each answer it watches (bounded: the oldest answers are forgotten).
+struct GenerationCursors: Sendable {
+    var offsets: [String: Int64] = [:]
+    var order: [String] = []
+    var resuming: [String: [(GenerationRoute, String)]] = [:]
+    static let limit = 256
+
+    /// Takes a live delta event; returns the device's offset when a gap opened before it (the
+    /// event then waits until the gap is filled). A device that does not watch the answer (it
+    /// connected mid-answer and has not resumed it) gets nothing: it resumes first.
+    mutating func accept(_ route: GenerationRoute, text: String, into out: inout [String]) -> Int64? {
+        if resuming[route.messageID] != nil {
+            resuming[route.messageID]!.append((route, text))
+            return nil
+        }
+        guard let have = offsets[route.messageID] else { return nil }
+        if route.to <= have { return nil }  // all repeats
+        if route.from > have + 1 {
+            resuming[route.messageID] = [(route, text)]
+            return have
+        }
+        if route.from <= have {
+            // Overlaps what the device has (after a resume): only the deltas after it.
+            if let trimmed = Self.trim(text, after: have) { out.append(trimmed) }
+        } else {
+            out.append(text)
+        }
+        set(route.messageID, route.to)
+        return nil
+    }
+
+    mutating func set(_ id: String, _ offset: Int64) {
+        if offsets[id] == nil {
+            order.append(id)
+            if order.count > Self.limit { offsets[order.removeFirst()] = nil }
+        }
+        offsets[id] = max(offsets[id] ?? 0, offset)
+    }
+
+    mutating func beginResume(_ id: String) { resuming[id] = resuming[id] ?? [] }
+
+    /// The snapshot/tail reached `offset`: what was held back follows, without repeats.
+    mutating func endResume(_ id: String, at offset: Int64, into out: inout [String]) {
+        let held = resuming.removeValue(forKey: id) ?? []
+        set(id, offset)
+        for (route, text) in held { _ = accept(route, text: text, into: &out) }
+    }
+
+    /// A `generation.delta` frame with only the deltas after `after` (nil when none are left).
+    static func trim(_ text: String, after: Int64) -> String? {
+        guard case .object(var frame)? = try? JSONValue(parsing: Array(text.utf8)), case .object(var data)? = frame["data"],
+              case .array(let deltas)? = data["deltas"] else { return nil }
+        let kept = deltas.filter { ($0["offset"]?.intValue).map { Int64($0) > after } ?? false }
+        guard !kept.isEmpty else { return nil }
+        data["deltas"] = .array(kept)
+        frame["data"] = .object(data)
+        return JSONValue.object(frame).jsonString()
     }
 }

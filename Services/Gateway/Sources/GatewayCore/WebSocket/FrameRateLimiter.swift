@@ -17,8 +17,12 @@ final class FrameRateLimiter: Sendable {
 
     /// Nil when the frame may proceed, else how long until one may.
     func admit(_ identity: Identity, now: ContinuousClock.Instant = .now) -> Duration? {
+        admit(key: identity.tenantID + "\u{0}" + identity.userID, now: now)
+    }
+
+    /// The same for any budget key (e.g. one answer of one user).
+    func admit(key: String, now: ContinuousClock.Instant = .now) -> Duration? {
         guard perSecond > 0 else { return nil }
-        let key = identity.tenantID + "\u{0}" + identity.userID
         let rate = Double(perSecond), burst = 2 * Double(perSecond)
         return buckets.withLockedValue { all in
             if all.count > 100_000 { all = all.filter { now - $0.value.updated < .seconds(2) } }

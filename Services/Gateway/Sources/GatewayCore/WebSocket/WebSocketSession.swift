@@ -30,6 +30,8 @@ struct SessionServices: Sendable {
     let frames: FrameRouter
     let limiter: FrameRateLimiter
     let limits: ConnectionLimits
+    /// `generation.delta` frames have their own budget per answer (`GENERATION_DELTA_FRAMES_PER_SEC`).
+    let generationLimiter: FrameRateLimiter
 }
 
 /// One device's WebSocket connection from upgrade to close: its cursors, the `connected` frame,
@@ -162,9 +164,9 @@ struct WebSocketSession {
         let type = frame["type"]?.stringValue
         let handler = type.flatMap { services.frames.handler(for: $0) }
         Counter(label: "aiim_ws_frames_total", dimensions: [("type", handler == nil ? (type == nil ? "none" : "unknown") : type!)]).increment()
-        if type != PingFrame.type, type != PingFrame.pongType, let wait = services.limiter.admit(connection.identity) {
-            send(ErrorFrame(AIIMError(.rateLimited, "more than \(services.limiter.perSecond) frames per second"), request: frame,
-                            retryAfterMillis: wait.wholeMilliseconds))
+        if let wait = admit(type, frame) {
+            send(ErrorFrame(AIIMError(.rateLimited, "more than \(wait.budget) frames per second"), request: frame,
+                            retryAfterMillis: wait.after.wholeMilliseconds))
             return
         }
         do {
@@ -181,6 +183,22 @@ struct WebSocketSession {
                 logger.error("frame failed", metadata: ["type": "\(type ?? "")", "error": "\(String(reflecting: error))"])
             }
             send(ErrorFrame(e, request: frame))
+        }
+    }
+
+    /// The frame budgets: `ping`/`pong` and an answer's status, stop, end and resume frames are
+    /// never held back (the end of an answer has priority over its deltas); deltas count against
+    /// their answer's budget; every other frame against the user's.
+    func admit(_ type: String?, _ frame: [String: JSONValue]) -> (after: Duration, budget: Int)? {
+        switch type {
+        case PingFrame.type, PingFrame.pongType, GenerationStatusFrame.type, GenerationEndFrame.type, GenerationTargetFrame.type,
+             GenerationTargetFrame.resumeType:
+            return nil
+        case GenerationDeltaFrame.type:
+            let key = connection.identity.tenantID + "\u{0}" + connection.identity.userID + "\u{0}" + (frame["message_id"]?.stringValue ?? "")
+            return services.generationLimiter.admit(key: key).map { ($0, services.generationLimiter.perSecond) }
+        default:
+            return services.limiter.admit(connection.identity).map { ($0, services.limiter.perSecond) }
         }
     }
 
