@@ -6,6 +6,10 @@ import Testing
 /// AI answers as generations (docs/AI.md) against real Redis, PostgreSQL and WebSocket clients:
 /// typed parts the same live and stored, resume by offset, stop apart from disconnect.
 @Suite struct GenerationTests {
+    /// User names of this run only: other suites share the database and their users.
+    static let run = uniqueName("gen")
+    func u(_ name: String) -> String { Self.run + "_" + name }
+
     /// A producer's WebSocket and the answer it produces.
     struct Producer: Sendable {
         let ws: WSTestClient
@@ -68,9 +72,9 @@ import Testing
     @Test func anAnswerWithReasoningAToolCallAResultAndTextIsTheSameLiveAndStored() async throws {
         let stack = try await Stack.start()
         defer { Task { await stack.stop() } }  // unstructured: defer cannot await
-        let conv = try await stack.conversation(owner: "alice", members: ["agent"])
-        let alice = try await WSTestClient.connect(port: stack.ports[0], token: try await stack.token("alice"))
-        let agentWS = try await WSTestClient.connect(port: stack.ports[0], token: try await stack.token("agent"))
+        let conv = try await stack.conversation(owner: u("alice"), members: [u("agent")])
+        let alice = try await WSTestClient.connect(port: stack.ports[0], token: try await stack.token(u("alice")))
+        let agentWS = try await WSTestClient.connect(port: stack.ports[0], token: try await stack.token(u("agent")))
         var p = try await Producer.start(agentWS, conversation: conv)
         let pid = p.messageID
         let created = try await alice.waitFor { $0["data"]?["message"]?["message_id"]?.stringValue == pid }
@@ -97,7 +101,7 @@ import Testing
         let live = Self.deltas(alice, p.messageID)
         #expect(live.compactMap { $0["offset"]?.intValue } == Array(1...Int(p.offset)))
         // Stored: the same parts, the tool call's arguments as JSON.
-        let stored = try #require(try await history(stack, conv, as: "alice"))
+        let stored = try #require(try await history(stack, conv, as: u("alice")))
         #expect(stored["generation"]?["state"]?.stringValue == "completed")
         let parts = try #require(stored["content"]?["parts"]?.arrayValue)
         #expect(parts.map { $0["type"]?.stringValue ?? "" } == ["reasoning", "tool_call", "tool_result", "text", "citation"])
@@ -113,11 +117,11 @@ import Testing
     @Test func aDeviceThatReconnectsThreeTimesMidAnswerEndsWithExactlyTheStoredText() async throws {
         let stack = try await Stack.start(gateways: 2, messaging: 2)
         defer { Task { await stack.stop() } }  // unstructured: defer cannot await
-        let conv = try await stack.conversation(owner: "bob", members: ["agent"])
-        let agentWS = try await WSTestClient.connect(port: stack.ports[0], token: try await stack.token("agent"))
+        let conv = try await stack.conversation(owner: u("bob"), members: [u("agent")])
+        let agentWS = try await WSTestClient.connect(port: stack.ports[0], token: try await stack.token(u("agent")))
         var p = try await Producer.start(agentWS, conversation: conv)
         let id = p.messageID
-        let bobToken = try await stack.token("bob")
+        let bobToken = try await stack.token(u("bob"))
         // The producer streams 120 text deltas while bob's device drops and resumes three times
         // (on either gateway), each time from the last offset it applied.
         let first = p
@@ -166,7 +170,7 @@ import Testing
         p = try await producing.value
         #expect(repeats == 0, "every device session got the deltas after its offset once, in order")
         #expect(applied == Array(1...p.offset))
-        let stored = try #require(try await history(stack, conv, as: "bob"))
+        let stored = try #require(try await history(stack, conv, as: u("bob")))
         #expect(stored["content"]?["text"]?.stringValue == text)
         #expect(text == (0..<120).map { "t\($0) " }.joined())
         await agentWS.close()
@@ -175,25 +179,25 @@ import Testing
     @Test func aStopFromAResumedDeviceEndsTheAnswerAsStoppedAndTheProducerIsTold() async throws {
         let stack = try await Stack.start(env: ["GENERATION_STOP_GRACE_SECONDS": "2"])
         defer { Task { await stack.stop() } }  // unstructured: defer cannot await
-        let conv = try await stack.conversation(owner: "carol", members: ["agent"])
-        let agentWS = try await WSTestClient.connect(port: stack.ports[0], token: try await stack.token("agent"))
+        let conv = try await stack.conversation(owner: u("carol"), members: [u("agent")])
+        let agentWS = try await WSTestClient.connect(port: stack.ports[0], token: try await stack.token(u("agent")))
         var p = try await Producer.start(agentWS, conversation: conv)
         try await p.send([["part": 0, "type": "text", "text": "Once upon "], ["part": 0, "text": "a time"]])
         #expect(try await p.acked(2))
-        let carol = try await WSTestClient.connect(port: stack.ports[0], token: try await stack.token("carol"))
+        let carol = try await WSTestClient.connect(port: stack.ports[0], token: try await stack.token(u("carol")))
         let snap = try await carol.request(["type": "generation.resume", "message_id": .string(p.messageID)])
         #expect(snap?["message"]?["content"]?["text"]?.stringValue == "Once upon a time")
         let stop = try await carol.request(["type": "generation.stop", "message_id": .string(p.messageID)])
         #expect(stop?["event"]?.stringValue == "generation.stop" && stop?["stop_requested"] == true, "\(String(describing: stop))")
         let told = try await agentWS.waitFor { $0["data"]?["event"]?.stringValue == "generation.stop_requested" }
-        #expect(told?["data"]?["requested_by"]?.stringValue == "carol")
+        #expect(told?["data"]?["requested_by"]?.stringValue == u("carol"))
         #expect(told?["data"]?["offset"]?.intValue == 2)
         // The producer acknowledges with its last offset; the partial text is kept.
         let ended = try await p.end("stopped")
         #expect(ended?["state"]?.stringValue == "stopped")
         let status = try await carol.waitFor { $0["data"]?["event"]?.stringValue == "generation.status" && $0["data"]?["state"]?.stringValue == "stopped" }
         #expect(status != nil)
-        #expect(try await history(stack, conv, as: "carol")?["content"]?["text"]?.stringValue == "Once upon a time")
+        #expect(try await history(stack, conv, as: u("carol"))?["content"]?["text"]?.stringValue == "Once upon a time")
 
         // A producer that ignores the stop is ended by the server after the grace period.
         var q = try await Producer.start(agentWS, conversation: conv)
@@ -211,34 +215,11 @@ import Testing
         await carol.close(); await agentWS.close()
     }
 
-    @Test func aProducerWhoseSocketDropsIsNotAStopButEndsInterruptedWithItsPartialText() async throws {
-        let stack = try await Stack.start(env: ["STREAM_TIMEOUT_SECONDS": "2"])
-        defer { Task { await stack.stop() } }  // unstructured: defer cannot await
-        let conv = try await stack.conversation(owner: "dave", members: ["agent"])
-        let dave = try await WSTestClient.connect(port: stack.ports[0], token: try await stack.token("dave"))
-        let agentWS = try await WSTestClient.connect(port: stack.ports[0], token: try await stack.token("agent"))
-        var p = try await Producer.start(agentWS, conversation: conv)
-        try await p.send([["part": 0, "type": "text", "text": "half an "], ["part": 0, "text": "answer"]])
-        #expect(try await p.acked(2))
-        await agentWS.close()
-        // Still live (resumable) right after the drop.
-        let soon = try await stack.http("GET", "/api/aiim/generations/\(p.messageID)", token: try await stack.token("dave"))
-        #expect(soon.json["message"]?["generation"]?["state"]?.stringValue == "generating", "\(soon.json)")
-        let ended = try await dave.waitFor(timeout: .seconds(15)) {
-            $0["data"]?["event"]?.stringValue == "generation.status" && $0["data"]?["state"]?.stringValue == "interrupted"
-        }
-        #expect(ended != nil)
-        let stored = try #require(try await history(stack, conv, as: "dave"))
-        #expect(stored["content"]?["text"]?.stringValue == "half an answer")
-        #expect(stored["generation"]?["state"]?.stringValue == "interrupted")
-        await dave.close()
-    }
-
     @Test func badInputGetsItsDocumentedCodeAndChangesNothing() async throws {
         let stack = try await Stack.start()
         defer { Task { await stack.stop() } }  // unstructured: defer cannot await
-        let conv = try await stack.conversation(owner: "erin", members: ["agent"])
-        let agent = try await stack.token("agent")
+        let conv = try await stack.conversation(owner: u("erin"), members: [u("agent")])
+        let agent = try await stack.token(u("agent"))
         let start = try await stack.http("POST", "/api/aiim/generations", token: agent, body: ["conversation_id": .string(conv)])
         #expect(start.status == 201, "\(start.json)")
         let id = try #require(start.json["message"]?["message_id"]?.stringValue)
@@ -255,7 +236,7 @@ import Testing
         #expect(try await deltas([["offset": 2, "part": 0, "type": "bogus"]]).json["error"]?["code"]?.stringValue == "validation_failed")
         #expect(try await deltas([["offset": 2, "part": 0, "text": "nul\u{0}"]]).json["error"]?["code"]?.stringValue == "validation_failed")
         #expect(try await deltas([["offset": 2, "part": 0, "text": .string(String(repeating: "x", count: 40_000))]]).json["error"]?["code"]?.stringValue == "payload_too_large", "one delta over 32 KiB")
-        let stranger = try await stack.token("mallory")
+        let stranger = try await stack.token(u("mallory"))
         #expect(try await deltas([["offset": 2, "part": 0, "text": "x"]], as: stranger).json["error"]?["code"]?.stringValue == "forbidden")
         let stop = try await stack.http("POST", "/api/aiim/generations/\(id)/stop", token: stranger)
         #expect(stop.status == 403, "a non-member cannot stop: \(stop.json)")
@@ -266,15 +247,45 @@ import Testing
         // delta is refused and the answer can still be ended.
         var offset = 1
         var capped = false
+        var last: JSONValue = .null
         for _ in 0..<40 where !capped {
             let r = try await deltas([.object(["offset": .number(Double(offset + 1)), "part": 0, "text": .string(String(repeating: "y", count: 30_000))])])
+            last = r.json
             if r.json["error"]?["code"]?.stringValue == "payload_too_large" { capped = true } else { offset += 1 }
         }
-        #expect(capped && offset > 30, "refused after about 1 MiB (\(offset) deltas)")
+        #expect(capped && offset > 30, "refused after about 1 MiB (\(offset) deltas): \(last)")
         let end = try await stack.http("POST", "/api/aiim/generations/\(id)/end", token: agent,
                                        body: ["state": "completed", "last_offset": .number(Double(offset))])
         #expect(end.status == 200 && end.json["message"]?["content"]?["text"]?.stringValue?.hasPrefix("ayyy") == true, "\(end.json)")
         #expect(try await deltas([.object(["offset": .number(Double(offset + 1)), "part": 0, "text": "late"])]).json["error"]?["code"]?.stringValue == "invalid_state")
-        #expect(try await history(stack, conv, as: "erin")?["content"]?["text"]?.stringValue?.utf8.count == 1 + 30_000 * (offset - 1))
+        #expect(try await history(stack, conv, as: u("erin"))?["content"]?["text"]?.stringValue?.utf8.count == 1 + 30_000 * (offset - 1))
     }
+}
+
+/// Runs alone (after the other suites, `deploy/local/test`): its short silence timeout would end
+/// other suites' answers, and their replicas would not end its answer in time.
+@Suite struct GenerationDisruptiveTests {
+    @Test func aProducerWhoseSocketDropsIsNotAStopButEndsInterruptedWithItsPartialText() async throws {
+        let stack = try await Stack.start(env: ["GENERATION_TIMEOUT_SECONDS": "2"])
+        defer { Task { await stack.stop() } }  // unstructured: defer cannot await
+        let conv = try await stack.conversation(owner: GenerationTests().u("dave"), members: [GenerationTests().u("agent")])
+        let dave = try await WSTestClient.connect(port: stack.ports[0], token: try await stack.token(GenerationTests().u("dave")))
+        let agentWS = try await WSTestClient.connect(port: stack.ports[0], token: try await stack.token(GenerationTests().u("agent")))
+        var p = try await GenerationTests.Producer.start(agentWS, conversation: conv)
+        try await p.send([["part": 0, "type": "text", "text": "half an "], ["part": 0, "text": "answer"]])
+        #expect(try await p.acked(2))
+        await agentWS.close()
+        // Still live (resumable) right after the drop.
+        let soon = try await stack.http("GET", "/api/aiim/generations/\(p.messageID)", token: try await stack.token(GenerationTests().u("dave")))
+        #expect(soon.json["message"]?["generation"]?["state"]?.stringValue == "generating", "\(soon.json)")
+        let ended = try await dave.waitFor(timeout: .seconds(15)) {
+            $0["data"]?["event"]?.stringValue == "generation.status" && $0["data"]?["state"]?.stringValue == "interrupted"
+        }
+        #expect(ended != nil)
+        let stored = try #require(try await GenerationTests().history(stack, conv, as: GenerationTests().u("dave")))
+        #expect(stored["content"]?["text"]?.stringValue == "half an answer")
+        #expect(stored["generation"]?["state"]?.stringValue == "interrupted")
+        await dave.close()
+    }
+
 }

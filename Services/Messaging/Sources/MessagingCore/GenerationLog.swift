@@ -34,6 +34,10 @@ struct GenerationLog: Sendable {
         var stopAt: Int64?
         var lastActivity: Int64
         var persistedAt: Int64
+        /// Stamped when the answer starts (or is stopped) by the replica that handles it, so every
+        /// replica ends it by the same rule even while their settings differ (a rolling change).
+        var silenceTimeoutMillis: Int64? = nil
+        var stopGraceMillis: Int64? = nil
     }
 
     struct AppendResult: Sendable {
@@ -49,7 +53,8 @@ struct GenerationLog: Sendable {
         _ = try await redis.pipeline([
             ["HSET", k, "st", m.state.rawValue, "last", "0", "pers", "0", "np", "0", "pt", "", "by", "0",
              "prod", m.producer, "ten", m.tenant, "conv", m.conversation, "rcp", JSONValue.array(m.recipients.map { .string($0) }).jsonString(),
-             "t", String(m.lastActivity), "pts", String(m.lastActivity)],
+             "t", String(m.lastActivity), "pts", String(m.lastActivity), "tmo", String(m.silenceTimeoutMillis ?? 30_000),
+             "maxb", String(maxBytes), "maxd", String(maxDeltas)],
             ["EXPIRE", k, "86400"],
         ])
     }
@@ -65,7 +70,8 @@ struct GenerationLog: Sendable {
         return Meta(state: state, last: Int64(f["last"] ?? "") ?? 0, persisted: Int64(f["pers"] ?? "") ?? 0,
                     producer: f["prod"] ?? "", tenant: f["ten"] ?? "", conversation: f["conv"] ?? "", recipients: recipients,
                     stopRequestedBy: f["stop"].flatMap { $0.isEmpty ? nil : $0 }, stopAt: f["stopat"].flatMap { Int64($0) },
-                    lastActivity: Int64(f["t"] ?? "") ?? 0, persistedAt: Int64(f["pts"] ?? "") ?? 0)
+                    lastActivity: Int64(f["t"] ?? "") ?? 0, persistedAt: Int64(f["pts"] ?? "") ?? 0,
+                    silenceTimeoutMillis: f["tmo"].flatMap { Int64($0) }, stopGraceMillis: f["stopgr"].flatMap { Int64($0) })
     }
 
     /// Appends deltas (validated: `codes[i]` from `GenerationParts.validate`).
@@ -128,9 +134,12 @@ struct GenerationLog: Sendable {
     }
 
     /// Records a stop request (first one wins); returns the meta after it.
-    func requestStop(_ id: String, by user: String) async throws -> Meta? {
-        _ = try await redis.command(["HSETNX", Self.meta(id), "stop", user])
-        _ = try await redis.command(["HSETNX", Self.meta(id), "stopat", String(Timestamp.nowMillis())])
+    func requestStop(_ id: String, by user: String, grace: Duration) async throws -> Meta? {
+        _ = try await redis.pipeline([
+            ["HSETNX", Self.meta(id), "stop", user],
+            ["HSETNX", Self.meta(id), "stopat", String(Timestamp.nowMillis())],
+            ["HSETNX", Self.meta(id), "stopgr", String(grace.wholeMilliseconds)],
+        ])
         return try await meta(id)
     }
 
@@ -178,10 +187,11 @@ struct GenerationLog: Sendable {
     static let live = "local function live(s) return s=='queued' or s=='thinking' or s=='generating' or s=='tool_call' end\n"
 
     static let appendScript = Script(live + """
-        local m = redis.call('HMGET', KEYS[2], 'st', 'last', 'np', 'pt', 'by', 'prod')
+        local m = redis.call('HMGET', KEYS[2], 'st', 'last', 'np', 'pt', 'by', 'prod', 'maxb', 'maxd')
         if not m[1] then return {'err', 'not_found'} end
         if m[6] ~= ARGV[1] then return {'err', 'forbidden'} end
         local st, last, np, pt, by = m[1], tonumber(m[2]), tonumber(m[3]), m[4], tonumber(m[5])
+        local maxb, maxd = m[7] or ARGV[2], m[8] or ARGV[3]
         local newst, first = st, nil
         for i = 5, #ARGV, 4 do
           local off, part, code, p = tonumber(ARGV[i]), tonumber(ARGV[i+1]), ARGV[i+2], ARGV[i+3]
@@ -203,8 +213,8 @@ struct GenerationLog: Sendable {
               if (code == '+a') ~= (kind == 'c') then return {'err', 'part_kind', tostring(part)} end
             end
             by = by + #p
-            if by > tonumber(ARGV[2]) then return {'err', 'too_large', ARGV[2]} end
-            if off > tonumber(ARGV[3]) then return {'err', 'too_many', ARGV[3]} end
+            if by > tonumber(maxb) then return {'err', 'too_large', maxb} end
+            if off > tonumber(maxd) then return {'err', 'too_many', maxd} end
             redis.call('XADD', KEYS[1], off .. '-1', 'd', p)
             if not first then first = off end
             last = off

@@ -27,6 +27,10 @@ struct GenerationSettings: Sendable {
     var stopGrace: Duration = .seconds(10)
     /// `GENERATION_LABEL_TTL_MS`: how long a status label shows unless the agent says. Default 120000.
     var labelTTLMillis = 120_000
+    /// `GENERATION_TIMEOUT_SECONDS`: an answer with no delta or status for this long (its producer's
+    /// socket dropped, it crashed) ends `interrupted`, its parts kept. Default 30 (as
+    /// `STREAM_TIMEOUT_SECONDS` for the original's streams).
+    var silenceTimeout: Duration = .seconds(30)
 
     init() {}
 
@@ -36,6 +40,7 @@ struct GenerationSettings: Sendable {
         checkpointMillis = try env.int("GENERATION_CHECKPOINT_MS", default: checkpointMillis)
         stopGrace = .seconds(try env.int("GENERATION_STOP_GRACE_SECONDS", default: 10))
         labelTTLMillis = try env.int("GENERATION_LABEL_TTL_MS", default: labelTTLMillis)
+        silenceTimeout = .seconds(try env.int("GENERATION_TIMEOUT_SECONDS", default: 30))
         guard maxBytes >= 1024, maxDeltas >= 1, checkpointMillis >= 10, labelTTLMillis >= 1000 else {
             throw ConfigurationError("AI_STREAM_MAX_BYTES, AI_STREAM_MAX_CHUNKS, GENERATION_* settings are out of range")
         }
@@ -98,7 +103,7 @@ extension MessagingService {
             try await log.create(result.message.messageID, meta: .init(
                 state: cmd.state, last: 0, persisted: 0, producer: Self.producerKey(cmd.actor), tenant: cmd.actor.tenantID,
                 conversation: conversationID, recipients: members, lastActivity: Timestamp.nowMillis(),
-                persistedAt: Timestamp.nowMillis()))
+                persistedAt: Timestamp.nowMillis(), silenceTimeoutMillis: generationSettings.silenceTimeout.wholeMilliseconds))
         }
         return GenerationSnapshot(message: result.message, deltas: nil)
     }
@@ -187,7 +192,7 @@ extension MessagingService {
         }
         try await requireMember(cmd.actor, before.conversation)
         guard before.state.isLive else { throw AIIMError(.invalidState, "the answer has ended (\(before.state.rawValue))") }
-        guard let meta = try await log.requestStop(id, by: cmd.actor.userID) else { throw AIIMError.notFound("no such answer") }
+        guard let meta = try await log.requestStop(id, by: cmd.actor.userID, grace: generationSettings.stopGrace) else { throw AIIMError.notFound("no such answer") }
         if before.stopRequestedBy == nil {
             try await postgres.query(
                 "UPDATE im_messages SET generation = jsonb_set(generation, '{stop_requested_by}', to_jsonb($2::text)) WHERE message_id = $1",
@@ -255,7 +260,7 @@ extension MessagingService {
     func fold(_ id: String, includeLog: Bool) async throws -> GenerationParts {
         var parts = GenerationParts()
         let rows = try await postgres.query(
-            "SELECT deltas FROM generation_deltas WHERE message_id = $1 ORDER BY first_offset", [id])
+            "SELECT deltas FROM generation_deltas WHERE message_id = $1 ORDER BY first_offset, last_offset", [id])
         for row in rows.rows {
             let deltas = try JSONCoding.decode([GenerationDelta].self, from: try row.decode("deltas", as: JSONValue.self))
             for d in deltas { parts.apply(d) }
@@ -291,10 +296,10 @@ extension MessagingService {
         }
         var all = GenerationParts()
         var tail: [GenerationDelta] = []
-        let rows = try await postgres.query("SELECT deltas FROM generation_deltas WHERE message_id = $1 ORDER BY first_offset", [id])
+        let rows = try await postgres.query("SELECT deltas FROM generation_deltas WHERE message_id = $1 ORDER BY first_offset, last_offset", [id])
         var deltas: [GenerationDelta] = []
         for row in rows.rows { deltas += try JSONCoding.decode([GenerationDelta].self, from: try row.decode("deltas", as: JSONValue.self)) }
-        let stored = deltas.last?.offset ?? 0
+        let stored = deltas.map(\.offset).max() ?? 0
         deltas += try await log.deltas(id, after: stored)
         for d in deltas {
             all.apply(d)
@@ -350,7 +355,7 @@ extension MessagingService {
     }
 }
 
-/// Ends answers nobody ends: a producer silent for `STREAM_TIMEOUT_SECONDS` (its socket dropped,
+/// Ends answers nobody ends: a producer silent for `GENERATION_TIMEOUT_SECONDS` (its socket dropped,
 /// it crashed) → `interrupted`; a stop the producer does not acknowledge within the grace →
 /// `stopped`. Also checkpoints answers that went quiet with deltas not yet in PostgreSQL. Any
 /// replica may run it at once: `GenerationLog.finish` ends each answer once.
@@ -387,8 +392,8 @@ struct GenerationWatcher: Service {
                 // Ended in Redis but not in PostgreSQL: its finalize died half-way (or is running now).
                 if now - meta.lastActivity >= 30_000 { end = meta.state } else { continue }
             }
-            else if let at = meta.stopAt, now - at >= settings.stopGrace.wholeMilliseconds { end = .stopped }
-            else if now - meta.lastActivity >= service.streamTimeout.wholeMilliseconds { end = .interrupted }
+            else if let at = meta.stopAt, now - at >= meta.stopGraceMillis ?? settings.stopGrace.wholeMilliseconds { end = .stopped }
+            else if now - meta.lastActivity >= meta.silenceTimeoutMillis ?? settings.silenceTimeout.wholeMilliseconds { end = .interrupted }
             if let end {
                 if meta.state.isLive {
                     guard let ended = try await service.log.finish(id, producer: nil, state: end) else { continue }

@@ -1,6 +1,7 @@
 -- AI answers as generations (docs/AI.md). The answer is an `ai` message; `generation` holds its
 -- state, status label and offsets (GenerationInfo). Deltas live in Redis while the answer is
--- produced and are persisted here at checkpoints, one row per checkpoint (never per token):
+-- produced and are persisted here at checkpoints, one row per checkpoint (never per token; two replicas' checkpoints may overlap, a reader applies
+-- each offset once):
 -- `generation_deltas` holds them until the answer ends and its parts are folded into `content`.
 ALTER TABLE im_messages ADD COLUMN generation jsonb;
 CREATE INDEX im_messages_live_generations ON im_messages (stream_updated_at)
@@ -11,7 +12,7 @@ CREATE TABLE generation_deltas (
     first_offset bigint NOT NULL,
     last_offset  bigint NOT NULL,
     deltas       jsonb NOT NULL,
-    PRIMARY KEY (message_id, first_offset)
+    PRIMARY KEY (message_id, last_offset)
 );
 
 -- The original's streams (`stream_chunk`): bytes so far, so a cap needs no sum over chunks.
