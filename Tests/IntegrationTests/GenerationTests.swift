@@ -216,7 +216,9 @@ import Testing
     }
 
     @Test func badInputGetsItsDocumentedCodeAndChangesNothing() async throws {
-        let stack = try await Stack.start()
+        // Ending a 1 MiB answer folds it in one statement: on a loaded machine that may take longer
+        // than the default bus timeout.
+        let stack = try await Stack.start(env: ["BUS_TIMEOUT_MS": "30000"])
         defer { Task { await stack.stop() } }  // unstructured: defer cannot await
         let conv = try await stack.conversation(owner: u("erin"), members: [u("agent")])
         let agent = try await stack.token(u("agent"))
