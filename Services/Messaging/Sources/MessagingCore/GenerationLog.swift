@@ -59,6 +59,11 @@ struct GenerationLog: Sendable {
         ])
     }
 
+    /// Drops a log whose message was never written (a start that lost a race or failed).
+    func discard(_ id: String) async throws {
+        _ = try await redis.command(["DEL", Self.meta(id), Self.stream(id)])
+    }
+
     func meta(_ id: String) async throws -> Meta? {
         let r = try await redis.command(["HGETALL", Self.meta(id)])
         guard let items = r.array, !items.isEmpty else { return nil }

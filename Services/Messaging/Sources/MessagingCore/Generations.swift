@@ -94,17 +94,25 @@ extension MessagingService {
         let info = GenerationInfo(state: cmd.state, label: label, labelExpiresAt: expiry, producerID: cmd.actor.userID,
                                   requesterID: requester)
         let members = try await memberIDs(conversationID)
-        // The log exists before the message's event, so a delta right after the ack finds it.
-        let result = try await insert(
-            conversationID: conversationID, tenantID: cmd.actor.tenantID, senderID: cmd.actor.userID, kind: "ai",
-            content: ["text": "", "parts": []], replyTo: replyTo, clientMsgID: "gen:" + clientID,
-            generation: try JSONValue(encoding: info))
-        if !result.duplicate {
-            try await log.create(result.message.messageID, meta: .init(
-                state: cmd.state, last: 0, persisted: 0, producer: Self.producerKey(cmd.actor), tenant: cmd.actor.tenantID,
-                conversation: conversationID, recipients: members, lastActivity: Timestamp.nowMillis(),
-                persistedAt: Timestamp.nowMillis(), silenceTimeoutMillis: generationSettings.silenceTimeout.wholeMilliseconds))
+        // The live log exists before the message is committed, so neither a delta right after the
+        // ack nor another replica's watcher (which ends live answers whose log is gone) can find
+        // the message without it.
+        let messageID = UUIDs.make()
+        try await log.create(messageID, meta: .init(
+            state: cmd.state, last: 0, persisted: 0, producer: Self.producerKey(cmd.actor), tenant: cmd.actor.tenantID,
+            conversation: conversationID, recipients: members, lastActivity: Timestamp.nowMillis(),
+            persistedAt: Timestamp.nowMillis(), silenceTimeoutMillis: generationSettings.silenceTimeout.wholeMilliseconds))
+        let result: SendResult
+        do {
+            result = try await insert(
+                conversationID: conversationID, tenantID: cmd.actor.tenantID, senderID: cmd.actor.userID, kind: "ai",
+                content: ["text": "", "parts": []], replyTo: replyTo, clientMsgID: "gen:" + clientID,
+                generation: try JSONValue(encoding: info), messageID: messageID)
+        } catch {
+            try? await log.discard(messageID)
+            throw error
         }
+        if result.duplicate { try? await log.discard(messageID) }
         return GenerationSnapshot(message: result.message, deltas: nil)
     }
 
@@ -374,7 +382,7 @@ struct GenerationWatcher: Service {
 
     func pass() async throws {
         let rows = try await service.postgres.query("""
-            SELECT message_id FROM im_messages
+            SELECT message_id, (extract(epoch FROM now() - created_at) * 1000)::bigint AS age_ms FROM im_messages
             WHERE generation IS NOT NULL AND generation->>'state' IN ('queued', 'thinking', 'generating', 'tool_call')
             ORDER BY stream_updated_at LIMIT 500
             """)
@@ -383,7 +391,11 @@ struct GenerationWatcher: Service {
         for row in rows.rows {
             let id: String = try row.decode("message_id")
             guard let meta = try await service.log.meta(id) else {
-                // The live log is gone (Redis lost it): keep what PostgreSQL has.
+                // The live log is gone (Redis lost it): keep what PostgreSQL has. A start writes
+                // the log first, so this is never a start in flight; a minute's wait still keeps a
+                // replica running an older build (which wrote the row first) from ending it.
+                let age: Int64 = (try? row.decode("age_ms")) ?? 0
+                if age < 60_000 { continue }
                 _ = try await service.finalize(id, meta: nil, state: .interrupted, error: "the answer's live log was lost")
                 continue
             }

@@ -75,9 +75,9 @@ extension MessagingService {
     /// The shared insert path (client messages, system messages, the first chunk of a stream).
     func insert(
         conversationID: String, tenantID: String, senderID: String, kind: String, content: JSONValue,
-        replyTo: String?, clientMsgID: String, streamID: String? = nil, generation: JSONValue? = nil
+        replyTo: String?, clientMsgID: String, streamID: String? = nil, generation: JSONValue? = nil,
+        messageID: String = UUIDs.make()
     ) async throws -> SendResult {
-        let messageID = UUIDs.make()
         let sql = """
             WITH c AS (
                 UPDATE conversations SET last_seq = last_seq + 1, updated_at = now()
