@@ -176,6 +176,120 @@ import Testing
         await agentWS.close()
     }
 
+    @Test func twentyConcurrentAnswersAcrossTwoGatewaysAndTwoReplicasReachEveryDeviceOnceInOrder() async throws {
+        let stack = try await Stack.start(gateways: 2, messaging: 2)
+        defer { Task { await stack.stop() } }  // unstructured: defer cannot await
+        // Four conversations, each watched by one device on either gateway, each with an agent
+        // producing five answers at once (its producers alternate gateways): 20 answers, 60
+        // text deltas each, sent in frames of one to three deltas.
+        let deltasPerAnswer = 60
+        var watchers: [(conversation: String, devices: [WSTestClient])] = []
+        var producers: [Producer] = []
+        for c in 0..<4 {
+            let conv = try await stack.conversation(owner: u("watch\(c)"), members: [u("bot\(c)")])
+            let token = try await stack.token(u("watch\(c)"))
+            watchers.append((conv, [try await WSTestClient.connect(port: stack.ports[0], token: token),
+                                    try await WSTestClient.connect(port: stack.ports[1], token: token)]))
+            let botToken = try await stack.token(u("bot\(c)"))
+            for a in 0..<5 {
+                let ws = try await WSTestClient.connect(port: stack.ports[a % 2], token: botToken)
+                producers.append(try await Producer.start(ws, conversation: conv))
+            }
+        }
+        let finished = try await withThrowingTaskGroup(of: Producer.self) { group in
+            for (i, start) in producers.enumerated() {
+                group.addTask {
+                    var p = start
+                    var sent = 0
+                    while sent < deltasPerAnswer {
+                        let n = min(1 + (sent + i) % 3, deltasPerAnswer - sent)
+                        try await p.send((sent..<sent + n).map { k in
+                            k == 0 ? ["part": 0, "type": "text", "text": .string("a\(i).\(k) ")] : ["part": 0, "text": .string("a\(i).\(k) ")]
+                        })
+                        sent += n
+                    }
+                    #expect(try await p.acked(p.offset))
+                    let ended = try await p.end()
+                    #expect(ended?["state"]?.stringValue == "completed", "\(String(describing: ended))")
+                    return p
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(finished.count == 20)
+        for (c, w) in watchers.enumerated() {
+            let mine = finished.filter { p in producers.firstIndex { $0.messageID == p.messageID }! / 5 == c }
+            for device in w.devices {
+                for p in mine {
+                    let done = try await device.waitFor(timeout: .seconds(20)) {
+                        $0["data"]?["event"]?.stringValue == "generation.status" && $0["data"]?["message_id"]?.stringValue == p.messageID
+                            && $0["data"]?["state"]?.stringValue == "completed"
+                    }
+                    #expect(done != nil)
+                    let got = Self.deltas(device, p.messageID).compactMap { $0["offset"]?.intValue }
+                    #expect(got == Array(1...deltasPerAnswer), "answer \(p.messageID): every delta once, in order")
+                }
+            }
+            let stored = try await stack.http("GET", "/api/aiim/messages/\(w.conversation)", token: try await stack.token(u("watch\(c)")))
+            let texts = Set(stored.json["messages"]?.arrayValue?.compactMap { $0["content"]?["text"]?.stringValue } ?? [])
+            for p in mine {
+                let i = producers.firstIndex { $0.messageID == p.messageID }!
+                #expect(texts.contains((0..<deltasPerAnswer).map { "a\(i).\($0) " }.joined()))
+            }
+            for d in w.devices { await d.close() }
+        }
+        for p in producers { await p.ws.close() }
+    }
+
+    @Test func aConversationThatHidesReasoningShowsItsPlaceButNotItsText() async throws {
+        let stack = try await Stack.start()
+        defer { Task { await stack.stop() } }  // unstructured: defer cannot await
+        let conv = try await stack.conversation(owner: u("hana"), members: [u("agent"), u("ivan")])
+        let hana = try await stack.token(u("hana"))
+        // Only the owner or an admin changes settings; a bad value changes nothing.
+        let byMember = try await stack.http("PATCH", "/api/aiim/conversations/\(conv)", token: try await stack.token(u("ivan")),
+                                            body: ["settings": ["ai_reasoning": "hidden"]])
+        #expect(byMember.status == 403 && byMember.json["code"]?.stringValue == "forbidden", "\(byMember.json)")
+        let bad = try await stack.http("PATCH", "/api/aiim/conversations/\(conv)", token: hana, body: ["settings": ["ai_reasoning": "secret"]])
+        #expect(bad.status == 400 && bad.json["code"]?.stringValue == "validation_failed", "\(bad.json)")
+        let ivan = try await WSTestClient.connect(port: stack.ports[0], token: try await stack.token(u("ivan")))
+        let set = try await stack.http("PATCH", "/api/aiim/conversations/\(conv)", token: hana, body: ["settings": ["ai_reasoning": "hidden"]])
+        #expect(set.status == 200 && set.json["settings"]?["ai_reasoning"]?.stringValue == "hidden", "\(set.json)")
+        let updated = try await ivan.waitFor { $0["data"]?["event"]?.stringValue == "conversation.updated" }
+        #expect(updated?["data"]?["conversation"]?["settings"]?["ai_reasoning"]?.stringValue == "hidden")
+
+        let agentWS = try await WSTestClient.connect(port: stack.ports[0], token: try await stack.token(u("agent")))
+        var p = try await Producer.start(agentWS, conversation: conv)
+        try await p.send([["part": 0, "type": "reasoning", "text": "private chain "], ["part": 0, "text": "of thought"]])
+        try await p.send([["part": 1, "type": "text", "text": "Hello."]])
+        #expect(try await p.acked(p.offset))
+        // A device joining mid-answer gets the snapshot without the reasoning's text.
+        let late = try await WSTestClient.connect(port: stack.ports[0], token: hana)
+        let snap = try await late.request(["type": "generation.resume", "message_id": .string(p.messageID), "after_offset": 0])
+        #expect(snap?["message"]?["content"]?["parts"]?[0] == ["type": "reasoning", "hidden": true], "\(String(describing: snap))")
+        #expect(snap?["deltas"]?.arrayValue?.count == 3)
+        #expect(snap?["deltas"]?[1] == ["offset": 2, "part": 0, "hidden": true], "\(String(describing: snap))")
+        _ = try await p.end()
+        _ = try await ivan.waitFor { $0["data"]?["state"]?.stringValue == "completed" }
+        let live = Self.deltas(ivan, p.messageID)
+        #expect(live.compactMap { $0["offset"]?.intValue } == [1, 2, 3])
+        #expect(live.first == ["offset": 1, "part": 0, "type": "reasoning", "hidden": true], "\(live)")
+        #expect(live.last?["text"]?.stringValue == "Hello.")
+        #expect(!ivan.all.description.contains("private chain"), "no frame carries the hidden text")
+        let stored = try #require(try await history(stack, conv, as: u("ivan")))
+        #expect(stored["generation"]?["reasoning"]?.stringValue == "hidden")
+        #expect(stored["content"]?["parts"]?.arrayValue == [["type": "reasoning", "hidden": true], ["type": "text", "text": "Hello."]])
+        #expect(stored["content"]?["text"]?.stringValue == "Hello.")
+        // An answer started before the change keeps showing; one started after shows again when shown.
+        _ = try await stack.http("PATCH", "/api/aiim/conversations/\(conv)", token: hana, body: ["settings": ["ai_reasoning": "shown"]])
+        var q = try await Producer.start(agentWS, conversation: conv)
+        try await q.send([["part": 0, "type": "reasoning", "text": "visible"]])
+        _ = try await q.end()
+        let second = try #require(try await history(stack, conv, as: u("ivan")))
+        #expect(second["content"]?["parts"]?[0]?["text"]?.stringValue == "visible")
+        await ivan.close(); await late.close(); await agentWS.close()
+    }
+
     @Test func aStopFromAResumedDeviceEndsTheAnswerAsStoppedAndTheProducerIsTold() async throws {
         let stack = try await Stack.start(env: ["GENERATION_STOP_GRACE_SECONDS": "2"])
         defer { Task { await stack.stop() } }  // unstructured: defer cannot await

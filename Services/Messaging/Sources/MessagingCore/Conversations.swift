@@ -35,6 +35,7 @@ extension MessagingService {
         if let name = cmd.name, name.count > Validation.maxNameLength {
             throw AIIMError.validation("name is longer than \(Validation.maxNameLength) characters")
         }
+        let reasoning = try Self.reasoningRule(cmd.settings) ?? "shown"
         // The caller is always a member and the owner; duplicates are dropped, order kept.
         var members = [actor.userID]
         for id in cmd.memberIDs {
@@ -51,11 +52,11 @@ extension MessagingService {
         let (members_, directKey_) = (members, directKey)
         let created: (ConversationDTO, Bool) = try await postgres.withTransaction { conn in
             let inserted = try conn.query("""
-                INSERT INTO conversations (conversation_id, tenant_id, type, name, direct_key, created_by)
-                VALUES ($1, $2, $3, $4, $5, $6)
+                INSERT INTO conversations (conversation_id, tenant_id, type, name, direct_key, created_by, ai_reasoning)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
                 ON CONFLICT (tenant_id, direct_key) WHERE direct_key IS NOT NULL DO NOTHING
-                RETURNING conversation_id, type, name, created_at, updated_at, last_seq
-                """, [conversationID, actor.tenantID, cmd.kind, cmd.name, directKey_, actor.userID])
+                RETURNING conversation_id, type, name, created_at, updated_at, last_seq, ai_reasoning
+                """, [conversationID, actor.tenantID, cmd.kind, cmd.name, directKey_, actor.userID, reasoning])
             if let row = inserted.first {
                 for (i, user) in members_.enumerated() {
                     let role = i == 0 ? "owner" : (bots.contains(user) ? "assistant" : "member")
@@ -140,6 +141,45 @@ extension MessagingService {
             next = "\(ts)|\(id)"
         }
         return ConversationList(conversations: out, nextCursor: next)
+    }
+
+    /// `settings.ai_reasoning`, checked; nil when not given.
+    static func reasoningRule(_ settings: ConversationSettings?) throws -> String? {
+        guard let rule = settings?.aiReasoning else { return nil }
+        guard ConversationSettings.reasoningRules.contains(rule) else {
+            throw AIIMError.validation("settings.ai_reasoning must be shown or hidden")
+        }
+        return rule
+    }
+
+    /// Owners and admins rename a group or change its settings; every member's devices get
+    /// `conversation.updated` with the conversation as it is now.
+    func update(_ cmd: UpdateConversation) async throws -> ConversationDTO {
+        let id = try Validation.id(cmd.conversationID, field: "conversation_id")
+        let reasoning = try Self.reasoningRule(cmd.settings)
+        guard cmd.name != nil || reasoning != nil else { throw AIIMError.validation("nothing to change: give name or settings") }
+        if let name = cmd.name, name.count > Validation.maxNameLength {
+            throw AIIMError.validation("name is longer than \(Validation.maxNameLength) characters")
+        }
+        let role = try await requireMember(cmd.actor, id)
+        guard role == "owner" || role == "admin" else { throw AIIMError.forbidden("only the owner or an admin can change the conversation") }
+        if cmd.name != nil {
+            let kind = try await postgres.query("SELECT type FROM conversations WHERE conversation_id = $1", [id])
+            guard kind.first?.optional("type", as: String.self) == "group" else {
+                throw AIIMError(.invalidState, "only a group conversation has a name")
+            }
+        }
+        try await postgres.query("""
+            UPDATE conversations SET name = COALESCE($2, name), ai_reasoning = COALESCE($3, ai_reasoning), updated_at = now()
+            WHERE conversation_id = $1
+            """, [id, cmd.name, reasoning])
+        var dto = try await conversation(id, actor: cmd.actor)
+        let members = dto.members?.map(\.userID) ?? []
+        dto.role = nil
+        try await runtime.publish(DeliveryEvent(
+            tenantID: cmd.actor.tenantID, recipients: members,
+            frame: conversationEvent(id, "conversation.updated", ["conversation": try JSONValue(encoding: dto), "by": .string(cmd.actor.userID)])))
+        return try await conversation(id, actor: cmd.actor)
     }
 
     func addMembers(_ cmd: AddMembers) async throws -> ConversationDTO {

@@ -38,6 +38,15 @@ struct GenerationLog: Sendable {
         /// replica ends it by the same rule even while their settings differ (a rolling change).
         var silenceTimeoutMillis: Int64? = nil
         var stopGraceMillis: Int64? = nil
+        /// The conversation hid reasoning when the answer started (GenerationParts.hidingReasoning).
+        var reasoningHidden = false
+        /// One letter per part, in part order (GenerationParts.code).
+        var partTypes = ""
+
+        func isReasoning(_ part: Int) -> Bool {
+            guard part >= 0, part < partTypes.utf8.count else { return false }
+            return partTypes.utf8[partTypes.utf8.index(partTypes.utf8.startIndex, offsetBy: part)] == UInt8(ascii: "r")
+        }
     }
 
     struct AppendResult: Sendable {
@@ -54,7 +63,7 @@ struct GenerationLog: Sendable {
             ["HSET", k, "st", m.state.rawValue, "last", "0", "pers", "0", "np", "0", "pt", "", "by", "0",
              "prod", m.producer, "ten", m.tenant, "conv", m.conversation, "rcp", JSONValue.array(m.recipients.map { .string($0) }).jsonString(),
              "t", String(m.lastActivity), "pts", String(m.lastActivity), "tmo", String(m.silenceTimeoutMillis ?? 30_000),
-             "maxb", String(maxBytes), "maxd", String(maxDeltas)],
+             "maxb", String(maxBytes), "maxd", String(maxDeltas), "rh", m.reasoningHidden ? "1" : "0"],
             ["EXPIRE", k, "86400"],
         ])
     }
@@ -76,7 +85,8 @@ struct GenerationLog: Sendable {
                     producer: f["prod"] ?? "", tenant: f["ten"] ?? "", conversation: f["conv"] ?? "", recipients: recipients,
                     stopRequestedBy: f["stop"].flatMap { $0.isEmpty ? nil : $0 }, stopAt: f["stopat"].flatMap { Int64($0) },
                     lastActivity: Int64(f["t"] ?? "") ?? 0, persistedAt: Int64(f["pts"] ?? "") ?? 0,
-                    silenceTimeoutMillis: f["tmo"].flatMap { Int64($0) }, stopGraceMillis: f["stopgr"].flatMap { Int64($0) })
+                    silenceTimeoutMillis: f["tmo"].flatMap { Int64($0) }, stopGraceMillis: f["stopgr"].flatMap { Int64($0) },
+                    reasoningHidden: f["rh"] == "1", partTypes: f["pt"] ?? "")
     }
 
     /// Appends deltas (validated: `codes[i]` from `GenerationParts.validate`).

@@ -125,3 +125,27 @@ struct GenerationParts: Sendable {
         return .object(["text": .string(text), "parts": .array(out.map { .object($0) })])
     }
 }
+
+/// A conversation that hides reasoning (`ConversationSettings.aiReasoning == "hidden"`, stamped on
+/// the answer as it starts): its members get `reasoning` parts and deltas with their place kept
+/// (offsets and part indexes stay dense, so resume and ordering work as for any answer) and their
+/// text left out (`"hidden": true`). The text is stored, for the producer's records; no read
+/// path returns it.
+extension GenerationParts {
+    static func hidingReasoning(_ content: JSONValue) -> JSONValue {
+        guard case .object(var c) = content, let parts = c["parts"]?.arrayValue else { return content }
+        c["parts"] = .array(parts.map { p in
+            p["type"]?.stringValue == PartType.reasoning.rawValue ? ["type": .string(PartType.reasoning.rawValue), "hidden": true] : p
+        })
+        return .object(c)
+    }
+
+    static func hidingReasoning(_ deltas: [GenerationDelta], isReasoning: (Int) -> Bool) -> [GenerationDelta] {
+        deltas.map { d in isReasoning(d.part) ? GenerationDelta(offset: d.offset, part: d.part, type: d.type, fields: ["hidden": true]) : d }
+    }
+
+    /// Whether part `index` of these parts is a `reasoning` part.
+    func isReasoning(_ index: Int) -> Bool {
+        index < parts.count && parts[index]["type"]?.stringValue == PartType.reasoning.rawValue
+    }
+}

@@ -91,9 +91,11 @@ extension MessagingService {
             }
             requester = requester ?? sender
         }
-        let info = GenerationInfo(state: cmd.state, label: label, labelExpiresAt: expiry, producerID: cmd.actor.userID,
-                                  requesterID: requester)
         let members = try await memberIDs(conversationID)
+        let rule = try await postgres.query("SELECT ai_reasoning FROM conversations WHERE conversation_id = $1", [conversationID])
+        let hidden = (rule.first?.optional("ai_reasoning", as: String.self)) == "hidden"
+        let info = GenerationInfo(state: cmd.state, label: label, labelExpiresAt: expiry, producerID: cmd.actor.userID,
+                                  requesterID: requester, reasoning: hidden ? "hidden" : nil)
         // The live log exists before the message is committed, so neither a delta right after the
         // ack nor another replica's watcher (which ends live answers whose log is gone) can find
         // the message without it.
@@ -101,7 +103,8 @@ extension MessagingService {
         try await log.create(messageID, meta: .init(
             state: cmd.state, last: 0, persisted: 0, producer: Self.producerKey(cmd.actor), tenant: cmd.actor.tenantID,
             conversation: conversationID, recipients: members, lastActivity: Timestamp.nowMillis(),
-            persistedAt: Timestamp.nowMillis(), silenceTimeoutMillis: generationSettings.silenceTimeout.wholeMilliseconds))
+            persistedAt: Timestamp.nowMillis(), silenceTimeoutMillis: generationSettings.silenceTimeout.wholeMilliseconds,
+            reasoningHidden: hidden))
         let result: SendResult
         do {
             result = try await insert(
@@ -314,6 +317,10 @@ extension MessagingService {
             if let a = cmd.afterOffset, d.offset > a, d.offset == (tail.last?.offset ?? a) + 1 { tail.append(d) }
         }
         message.content = all.content(final: false)
+        if message.generation?.reasoning == "hidden" {
+            message.content = GenerationParts.hidingReasoning(message.content)
+            tail = GenerationParts.hidingReasoning(tail, isReasoning: all.isReasoning)
+        }
         message.generation?.offset = all.offset
         if let meta = try await log.meta(id) { message.generation?.state = meta.state; message.generation?.persistedOffset = meta.persisted }
         return GenerationSnapshot(message: message, deltas: cmd.afterOffset.map { _ in tail })
@@ -327,6 +334,7 @@ extension MessagingService {
         for i in out.indices where out[i].generation?.state.isLive == true {
             let parts = try await fold(out[i].messageID, includeLog: true)
             out[i].content = parts.content(final: false)
+            if out[i].generation?.reasoning == "hidden" { out[i].content = GenerationParts.hidingReasoning(out[i].content) }
             out[i].generation?.offset = parts.offset
         }
         return out
@@ -338,7 +346,8 @@ extension MessagingService {
         var event = DeliveryEvent(
             tenantID: meta.tenant, recipients: meta.recipients,
             frame: conversationEvent(meta.conversation, "generation.delta", [
-                "message_id": .string(id), "deltas": try JSONValue(encoding: deltas),
+                "message_id": .string(id),
+                "deltas": try JSONValue(encoding: meta.reasoningHidden ? GenerationParts.hidingReasoning(deltas, isReasoning: meta.isReasoning) : deltas),
             ]))
         event.generation = GenerationRoute(messageID: id, from: deltas.first?.offset ?? 0, to: deltas.last?.offset ?? 0)
         return event

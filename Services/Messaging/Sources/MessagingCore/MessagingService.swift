@@ -60,6 +60,7 @@ public struct MessagingService: BackendService {
         try router.register(GetConversation.self) { cmd in
             try await conversation(try Validation.id(cmd.conversationID, field: "conversation_id"), actor: cmd.actor)
         }
+        try router.register(UpdateConversation.self, update)
         try router.register(AddMembers.self, addMembers)
         try router.register(RemoveMember.self, removeMember)
         // Receipts, AI answers, typing, presence, API keys (a file each)

@@ -25,7 +25,7 @@ enum Rows {
             stream = StreamInfo(streamID: sid, state: row.optional(p + "stream_state") ?? "completed",
                                 chunkCount: row.optional(p + "stream_chunks") ?? 0)
         }
-        return MessageDTO(
+        var message = MessageDTO(
             messageID: try row.decode(p + "message_id"), conversationID: try row.decode(p + "conversation_id"),
             senderID: try row.decode(p + "sender_id"), type: try row.decode(p + "type"),
             content: try row.decode(p + "content"), createdAt: try row.decode(p + "created_at"),
@@ -33,15 +33,17 @@ enum Rows {
             clientMsgID: row.optional(p + "client_msg_id"), editedAt: row.optional(p + "edited_at"),
             deletedAt: row.optional(p + "deleted_at"), stream: stream,
             generation: try row.optional(p + "generation", as: JSONValue.self).map { try JSONCoding.decode(GenerationInfo.self, from: $0) })
+        if message.generation?.reasoning == "hidden" { message.content = GenerationParts.hidingReasoning(message.content) }
+        return message
     }
 
-    static let conversationColumns = "c.conversation_id, c.type, c.name, c.created_at, c.updated_at, c.last_seq"
+    static let conversationColumns = "c.conversation_id, c.type, c.name, c.created_at, c.updated_at, c.last_seq, c.ai_reasoning"
 
     static func conversation(_ row: PostgresRow) throws -> ConversationDTO {
         ConversationDTO(
             conversationID: try row.decode("conversation_id"), type: try row.decode("type"), name: row.optional("name"),
             createdAt: try row.decode("created_at"), updatedAt: try row.decode("updated_at"),
-            lastSeq: try row.decode("last_seq"))
+            lastSeq: try row.decode("last_seq"), settings: ConversationSettings(aiReasoning: row.optional("ai_reasoning")))
     }
 
     /// A JSON array of strings from `json_agg(...)`.

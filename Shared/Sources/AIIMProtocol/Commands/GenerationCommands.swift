@@ -80,18 +80,21 @@ public struct GenerationInfo: Codable, Sendable, Equatable {
     public var requesterID: String?
     public var stopRequestedBy: String?
     public var error: String?
+    /// `hidden` when the conversation hid reasoning as the answer started: its `reasoning` parts
+    /// and deltas reach members without their text (`"hidden": true`).
+    public var reasoning: String?
 
     enum CodingKeys: String, CodingKey {
         case state, label, labelExpiresAt = "label_expires_at", offset, persistedOffset = "persisted_offset"
-        case producerID = "producer_id", requesterID = "requester_id", stopRequestedBy = "stop_requested_by", error
+        case producerID = "producer_id", requesterID = "requester_id", stopRequestedBy = "stop_requested_by", error, reasoning
     }
 
     public init(state: GenerationState, label: String? = nil, labelExpiresAt: Date? = nil, offset: Int64 = 0,
                 persistedOffset: Int64 = 0, producerID: String, requesterID: String? = nil, stopRequestedBy: String? = nil,
-                error: String? = nil) {
+                error: String? = nil, reasoning: String? = nil) {
         self.state = state; self.label = label; self.labelExpiresAt = labelExpiresAt; self.offset = offset
         self.persistedOffset = persistedOffset; self.producerID = producerID; self.requesterID = requesterID
-        self.stopRequestedBy = stopRequestedBy; self.error = error
+        self.stopRequestedBy = stopRequestedBy; self.error = error; self.reasoning = reasoning
     }
 }
 

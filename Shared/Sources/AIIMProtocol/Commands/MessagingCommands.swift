@@ -12,8 +12,23 @@ public struct CreateConversation: BusCommand {
     public var kind: String
     public var name: String?
     public var memberIDs: [String]
-    public init(actor: Actor, kind: String, name: String?, memberIDs: [String]) {
-        self.actor = actor; self.kind = kind; self.name = name; self.memberIDs = memberIDs
+    public var settings: ConversationSettings?
+    public init(actor: Actor, kind: String, name: String?, memberIDs: [String], settings: ConversationSettings? = nil) {
+        self.actor = actor; self.kind = kind; self.name = name; self.memberIDs = memberIDs; self.settings = settings
+    }
+}
+
+/// `conversation.update`: an owner or admin renames a group or changes its settings.
+public struct UpdateConversation: BusCommand {
+    public typealias Response = ConversationDTO
+    public static let type = "conversation.update"
+    public static let service = ServiceName.messaging
+    public var actor: Actor
+    public var conversationID: String
+    public var name: String?
+    public var settings: ConversationSettings?
+    public init(actor: Actor, conversationID: String, name: String?, settings: ConversationSettings?) {
+        self.actor = actor; self.conversationID = conversationID; self.name = name; self.settings = settings
     }
 }
 

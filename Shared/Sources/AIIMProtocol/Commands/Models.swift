@@ -94,16 +94,29 @@ public struct ConversationDTO: Codable, Sendable, Equatable {
     public var unreadCount: Int?
     public var role: String?
     public var members: [MemberDTO]?
+    public var settings: ConversationSettings?
 
     enum CodingKeys: String, CodingKey {
         case conversationID = "conversation_id", type, name, createdAt = "created_at", updatedAt = "updated_at"
-        case lastSeq = "last_seq", lastMessage = "last_message", unreadCount = "unread_count", role, members
+        case lastSeq = "last_seq", lastMessage = "last_message", unreadCount = "unread_count", role, members, settings
     }
 
     public init(conversationID: String, type: String, name: String?, createdAt: Date, updatedAt: Date, lastSeq: Int64,
-                lastMessage: MessageDTO? = nil, unreadCount: Int? = nil, role: String? = nil, members: [MemberDTO]? = nil) {
+                lastMessage: MessageDTO? = nil, unreadCount: Int? = nil, role: String? = nil, members: [MemberDTO]? = nil,
+                settings: ConversationSettings? = nil) {
         self.conversationID = conversationID; self.type = type; self.name = name; self.createdAt = createdAt
         self.updatedAt = updatedAt; self.lastSeq = lastSeq; self.lastMessage = lastMessage
-        self.unreadCount = unreadCount; self.role = role; self.members = members
+        self.unreadCount = unreadCount; self.role = role; self.members = members; self.settings = settings
     }
+}
+
+/// A conversation's settings (owners and admins change them).
+public struct ConversationSettings: Codable, Sendable, Equatable {
+    /// Whether members see the `reasoning` parts of AI answers: `shown` (the default) or `hidden`.
+    /// An answer keeps the rule in force when it started.
+    public var aiReasoning: String?
+    enum CodingKeys: String, CodingKey { case aiReasoning = "ai_reasoning" }
+    public init(aiReasoning: String? = nil) { self.aiReasoning = aiReasoning }
+
+    public static let reasoningRules: Set<String> = ["shown", "hidden"]
 }

@@ -1,7 +1,7 @@
 import AIIMProtocol
 import Hummingbird
 
-/// `/api/aiim/conversations`: create, list, read, and change members (messaging service).
+/// `/api/aiim/conversations`: create, list, read, rename or change settings, and change members (messaging service).
 struct ConversationsController {
     let backends: Backends
 
@@ -10,6 +10,7 @@ struct ConversationsController {
         routes.post(use: create)
         routes.get(use: list)
         routes.get("{conversation_id}", use: get)
+        routes.patch("{conversation_id}", use: update)
         routes.post("{conversation_id}/members", use: addMembers)
         routes.delete("{conversation_id}/members/{user_id}", use: removeMember)
         return routes
@@ -18,7 +19,15 @@ struct ConversationsController {
     @Sendable func create(_ request: Request, context: AuthenticatedContext) async throws -> ConversationDTO {
         let body = try await request.decode(as: CreateConversationBody.self, context: context)
         return try await backends.call(CreateConversation(
-            actor: context.actor, kind: body.type ?? "direct", name: body.name, memberIDs: body.memberIDs))
+            actor: context.actor, kind: body.type ?? "direct", name: body.name, memberIDs: body.memberIDs,
+            settings: body.settings))
+    }
+
+    @Sendable func update(_ request: Request, context: AuthenticatedContext) async throws -> ConversationDTO {
+        let body = try await request.decode(as: UpdateConversationBody.self, context: context)
+        return try await backends.call(UpdateConversation(
+            actor: context.actor, conversationID: try context.parameters.require("conversation_id"),
+            name: body.name, settings: body.settings))
     }
 
     @Sendable func list(_ request: Request, context: AuthenticatedContext) async throws -> ConversationList {

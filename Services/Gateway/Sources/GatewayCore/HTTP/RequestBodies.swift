@@ -10,7 +10,14 @@ struct CreateConversationBody: Decodable {
     var type: String?
     var name: String?
     var memberIDs: [String]
-    enum CodingKeys: String, CodingKey { case type, name, memberIDs = "member_ids" }
+    var settings: ConversationSettings?
+    enum CodingKeys: String, CodingKey { case type, name, memberIDs = "member_ids", settings }
+}
+
+/// `PATCH /conversations/{id}`.
+struct UpdateConversationBody: Decodable {
+    var name: String?
+    var settings: ConversationSettings?
 }
 
 /// `POST /conversations/{id}/members`.
