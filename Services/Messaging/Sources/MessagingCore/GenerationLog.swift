@@ -42,6 +42,8 @@ struct GenerationLog: Sendable {
         var reasoningHidden = false
         /// One letter per part, in part order (GenerationParts.code).
         var partTypes = ""
+        /// When the log ended it (ms): a watcher finishes a finalize that died after it.
+        var finishedAt: Int64? = nil
 
         func isReasoning(_ part: Int) -> Bool {
             guard part >= 0, part < partTypes.utf8.count else { return false }
@@ -86,7 +88,7 @@ struct GenerationLog: Sendable {
                     stopRequestedBy: f["stop"].flatMap { $0.isEmpty ? nil : $0 }, stopAt: f["stopat"].flatMap { Int64($0) },
                     lastActivity: Int64(f["t"] ?? "") ?? 0, persistedAt: Int64(f["pts"] ?? "") ?? 0,
                     silenceTimeoutMillis: f["tmo"].flatMap { Int64($0) }, stopGraceMillis: f["stopgr"].flatMap { Int64($0) },
-                    reasoningHidden: f["rh"] == "1", partTypes: f["pt"] ?? "")
+                    reasoningHidden: f["rh"] == "1", partTypes: f["pt"] ?? "", finishedAt: f["fin"].flatMap { Int64($0) })
     }
 
     /// Appends deltas (validated: `codes[i]` from `GenerationParts.validate`).
@@ -141,7 +143,7 @@ struct GenerationLog: Sendable {
     /// timeout); nil when it had already ended. `producer` nil: the server ends it.
     func finish(_ id: String, producer: String?, state: GenerationState) async throws -> Meta? {
         let r = try await eval(Self.finishScript, keys: [Self.stream(id), Self.meta(id)],
-                               args: [producer ?? "", state.rawValue, String(Self.keepFinished)])
+                               args: [producer ?? "", state.rawValue, String(Self.keepFinished), String(Timestamp.nowMillis())])
         guard let a = r.array, let status = a.first?.text else { throw AIIMError.internalError }
         if status == "err" { throw Self.error(a.count > 1 ? a[1].text ?? "" : "", a.count > 2 ? a[2].text ?? "" : "") }
         if status == "ended" { return nil }
@@ -256,7 +258,7 @@ struct GenerationLog: Sendable {
         if not m[1] then return {'err', 'not_found'} end
         if ARGV[1] ~= '' and m[2] ~= ARGV[1] then return {'err', 'forbidden'} end
         if not live(m[1]) then return {'ended'} end
-        redis.call('HSET', KEYS[2], 'st', ARGV[2])
+        redis.call('HSET', KEYS[2], 'st', ARGV[2], 'fin', ARGV[4])
         redis.call('EXPIRE', KEYS[2], ARGV[3])
         redis.call('EXPIRE', KEYS[1], ARGV[3])
         return {'ok'}

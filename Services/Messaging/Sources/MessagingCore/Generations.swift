@@ -410,8 +410,10 @@ struct GenerationWatcher: Service {
             }
             var end: GenerationState?
             if !meta.state.isLive {
-                // Ended in Redis but not in PostgreSQL: its finalize died half-way (or is running now).
-                if now - meta.lastActivity >= 30_000 { end = meta.state } else { continue }
+                // Ended in Redis but not in PostgreSQL: its finalize died half-way (PostgreSQL was
+                // down, the replica was killed) or is running now. Finalizing is idempotent (only a
+                // live row is updated), so after a few seconds any replica completes it.
+                if now - (meta.finishedAt ?? meta.lastActivity) >= 5_000 { end = meta.state } else { continue }
             }
             else if let at = meta.stopAt, now - at >= meta.stopGraceMillis ?? settings.stopGrace.wholeMilliseconds { end = .stopped }
             else if now - meta.lastActivity >= meta.silenceTimeoutMillis ?? settings.silenceTimeout.wholeMilliseconds { end = .interrupted }
