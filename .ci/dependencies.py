@@ -15,7 +15,7 @@ PRODUCTS = {
     "Prometheus": "swift-prometheus", "ServiceLifecycle": "swift-service-lifecycle",
     "UnixSignals": "swift-service-lifecycle", "NIOCore": "swift-nio", "NIOPosix": "swift-nio",
     "NIOConcurrencyHelpers": "swift-nio", "NIOWebSocket": "swift-nio", "NIOHTTP1": "swift-nio",
-    "NIOEmbedded": "swift-nio", "NIOFoundationCompat": "swift-nio", "Crypto": "swift-crypto",
+    "NIOEmbedded": "swift-nio", "NIOFoundationCompat": "swift-nio", "NIOTLS": "swift-nio", "Crypto": "swift-crypto",
     "W3CTraceContext": "swift-w3c-trace-context", "Hummingbird": "hummingbird",
     "HummingbirdTesting": "hummingbird", "HummingbirdCore": "hummingbird", "HummingbirdWebSocket": "hummingbird-websocket",
     "HummingbirdWSClient": "hummingbird-websocket", "JWTKit": "jwt-kit", "HTTPTypes": "swift-http-types",

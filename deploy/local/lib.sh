@@ -302,21 +302,83 @@ free_port() {
 }
 
 # ---------------------------------------------------------------------------
+# TLS certificates (openssl): a private CA and certificates it signs, for the
+# TLS ports of Redis and PostgreSQL (deploy/local, deploy/rehearsal/run).
+#
+#   tls_ca DIR              DIR/ca.pem + DIR/ca.key (kept if present) and
+#                           DIR/other-ca.pem, a CA that signed nothing (tests
+#                           use it as the "wrong CA")
+#   tls_cert DIR NAME SAN [client]
+#                           DIR/NAME.pem + DIR/NAME.key signed by DIR/ca.pem,
+#                           with subjectAltName SAN (e.g. "DNS:localhost" or
+#                           "IP:10.77.0.1,DNS:redis.internal"); "client" makes
+#                           a client-auth certificate. Kept if present.
+# Keys are 0600; EC P-256 (fast handshakes); valid 825 days (DEPLOY.md tells
+# how to rotate them).
+
+tls_ca() {
+  local dir=$1
+  mkdir -p "$dir"
+  if [[ ! -s $dir/ca.pem || ! -s $dir/ca.key ]]; then
+    (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+      -days 825 -subj "/CN=AIIM private CA $(date +%Y%m%d%H%M%S)" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -keyout "$dir/ca.key" -out "$dir/ca.pem" >/dev/null 2>&1) || die "openssl could not make the CA in $dir"
+  fi
+  if [[ ! -s $dir/other-ca.pem ]]; then
+    (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+      -days 825 -subj "/CN=AIIM unrelated CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -keyout "$dir/other-ca.key" -out "$dir/other-ca.pem" >/dev/null 2>&1) || die "openssl could not make the other CA"
+  fi
+  chmod 644 "$dir/ca.pem" "$dir/other-ca.pem"
+}
+
+tls_cert() {
+  local dir=$1 name=$2 san=$3 kind=${4:-server} eku
+  [[ -s $dir/$name.pem && -s $dir/$name.key ]] && return 0
+  if [[ $kind == client ]]; then eku=clientAuth; else eku=serverAuth; fi
+  (
+    umask 077
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$name" \
+      -keyout "$dir/$name.key" -out "$dir/$name.csr" >/dev/null 2>&1 &&
+      printf 'subjectAltName=%s\nextendedKeyUsage=%s\nkeyUsage=critical,digitalSignature\nbasicConstraints=critical,CA:FALSE\n' \
+        "$san" "$eku" >"$dir/$name.ext" &&
+      openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+        -days 825 -extfile "$dir/$name.ext" -out "$dir/$name.pem" >/dev/null 2>&1
+  ) || die "openssl could not make the certificate $name in $dir"
+  rm -f "$dir/$name.csr" "$dir/$name.ext"
+  chmod 644 "$dir/$name.pem"
+}
+
+# ---------------------------------------------------------------------------
 # Redis
 
+# Besides the plain port, a TLS port (tls-auth-clients yes: clients show a
+# certificate of the same CA) with a server certificate for DNS:localhost only,
+# so a client that dials 127.0.0.1 must refuse it (the host-name check).
 start_redis() {
-  local state dir port pass pid
+  local state dir port tls_port pass pid tls
   state=$(_state_dir "$1")
   _refuse_if_running "$state" redis 'redis-server*'
   dir="$state/redis"
   mkdir -p "$dir/data"
-  port=$(free_port)
+  read -r port tls_port < <(_portpick tcp 2)
   pass=$(_secret "$state" redis)
+  tls="$state/tls"
+  tls_ca "$tls"
+  tls_cert "$tls" redis-server DNS:localhost
+  tls_cert "$tls" aiim-client DNS:aiim-client client
   (
     umask 077 # the file holds the password
     cat >"$dir/redis.conf" <<EOF
 bind 127.0.0.1
 port $port
+tls-port $tls_port
+tls-cert-file $tls/redis-server.pem
+tls-key-file $tls/redis-server.key
+tls-ca-cert-file $tls/ca.pem
+tls-auth-clients yes
 protected-mode yes
 requirepass $pass
 daemonize yes
@@ -337,7 +399,13 @@ EOF
   _wait_until redis 30 "$pid" _redis_pong "$port" "$pass" ||
     { _tail_log "$state/logs/redis.log"; die "redis did not answer PING"; }
   _export_var REDIS_URL "redis://:$pass@127.0.0.1:$port/0"
-  log "redis      127.0.0.1:$port (pid $pid)"
+  # Not REDIS_TLS_*: services refuse those next to a redis:// REDIS_URL.
+  _export_var AIIM_REDIS_TLS_URL "rediss://:$pass@localhost:$tls_port/0"
+  _export_var AIIM_TLS_CA_FILE "$tls/ca.pem"
+  _export_var AIIM_TLS_OTHER_CA_FILE "$tls/other-ca.pem"
+  _export_var AIIM_TLS_CLIENT_CERT_FILE "$tls/aiim-client.pem"
+  _export_var AIIM_TLS_CLIENT_KEY_FILE "$tls/aiim-client.key"
+  log "redis      127.0.0.1:$port, TLS localhost:$tls_port (pid $pid)"
 }
 
 # REDISCLI_AUTH instead of -a keeps the password out of ps and avoids
@@ -405,6 +473,13 @@ start_postgres() {
     printf "\ninclude_if_exists = 'aiim.conf'\n" >>"$data/postgresql.conf"
   fi
   install -d -o postgres -g postgres -m 700 "$root/run"
+  # TLS (ssl = on) with a certificate for DNS:localhost of the same CA as
+  # Redis' TLS port; the key must belong to postgres and be 0600.
+  tls_ca "$state/tls"
+  tls_cert "$state/tls" postgres-server DNS:localhost
+  install -d -o postgres -g postgres -m 700 "$root/tls"
+  install -o postgres -g postgres -m 644 "$state/tls/postgres-server.pem" "$root/tls/server.pem"
+  install -o postgres -g postgres -m 600 "$state/tls/postgres-server.key" "$root/tls/server.key"
   port=$(free_port)
   cat >"$data/aiim.conf" <<EOF
 # written by deploy/local/lib.sh start_postgres
@@ -412,6 +487,9 @@ listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$root/run'
 max_connections = 200
+ssl = on
+ssl_cert_file = '$root/tls/server.pem'
+ssl_key_file = '$root/tls/server.key'
 EOF
   chown postgres:postgres "$data/aiim.conf"
   pg_cluster_start "$state" || die "postgres did not start"
@@ -435,8 +513,11 @@ SELECT 'CREATE DATABASE aiim OWNER aiim'
   WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'aiim')\gexec
 SQL
     { _tail_log "$state/logs/postgres.log"; die "creating role/database aiim failed"; }
-  _export_var DATABASE_URL "postgres://aiim:$pass@127.0.0.1:$port/aiim"
-  log "postgres   127.0.0.1:$port (pid $pid, cluster $data)"
+  # sslmode=disable: local clients stay in clear text as before (libpq's
+  # default "prefer" would now negotiate TLS); the TLS URL checks everything.
+  _export_var DATABASE_URL "postgres://aiim:$pass@127.0.0.1:$port/aiim?sslmode=disable"
+  _export_var AIIM_DATABASE_TLS_URL "postgres://aiim:$pass@localhost:$port/aiim?sslmode=verify-full&sslrootcert=$state/tls/ca.pem"
+  log "postgres   127.0.0.1:$port, TLS on (pid $pid, cluster $data)"
 }
 
 # pg_cluster_start/stop STATE: also used by deploy/local/pgctl so tests can

@@ -95,9 +95,14 @@ rh_start_redis() {
     umask 077
     sed "s|^dir .*|dir $dir|" "$rendered" >"$dir/redis.conf"
     cat >>"$dir/redis.conf" <<EOF
-# rehearsal overrides
+# rehearsal overrides: TLS only (the clear-text port is off), client certificates required
 bind $RH_IP_MAIN
-port 6379
+port 0
+tls-port 6379
+tls-cert-file $TLS/redis-server.pem
+tls-key-file $TLS/redis-server.key
+tls-ca-cert-file $TLS/ca.pem
+tls-auth-clients yes
 daemonize yes
 pidfile $STATE/pids/redis.pid
 logfile $STATE/logs/redis.log
@@ -110,10 +115,11 @@ EOF
   pid=$(cat "$STATE/pids/redis.pid")
   _wait_until redis 30 "$pid" rh_redis_ping "$RH_NS_MAIN" "$pass" ||
     { _tail_log "$STATE/logs/redis.log"; die "redis did not answer PING"; }
-  log "redis      $RH_IP_MAIN:6379 in $RH_NS_MAIN (pid $pid; deploy/redis/redis.conf: AOF everysec, noeviction)"
+  log "redis      $RH_IP_MAIN:6379 TLS only in $RH_NS_MAIN (pid $pid; deploy/redis/redis.conf: AOF everysec, noeviction)"
 }
 
-rh_redis_ping() { [[ $(REDISCLI_AUTH=$2 in_ns "$1" redis-cli -h "$RH_IP_MAIN" -p 6379 ping 2>/dev/null) == PONG ]]; }
+# RH_REDIS_TLS: redis-cli's TLS options (CA and a client certificate), set by deploy/rehearsal/run.
+rh_redis_ping() { [[ $(REDISCLI_AUTH=$2 in_ns "$1" redis-cli "${RH_REDIS_TLS[@]}" -h "$RH_IP_MAIN" -p 6379 ping 2>/dev/null) == PONG ]]; }
 
 # ------------------------------------------------------------------------------------------------
 # PostgreSQL on the main host, listening on the main host's address; clients of the media host
@@ -129,6 +135,11 @@ rh_start_postgres() {
   (cd / && runuser -u postgres -- "$bin/initdb" -D "$root/data" -U postgres --no-locale -E UTF8 \
     --auth-local=peer --auth-host=scram-sha-256 --no-instructions) >>"$STATE/logs/postgres.log" 2>&1 ||
     { _tail_log "$STATE/logs/postgres.log"; die "initdb failed"; }
+  # TLS: the server certificate of the rehearsal's CA (key owned by postgres, 0600); the hosts'
+  # network gets a hostssl line only, so a clear-text connection finds no pg_hba entry.
+  install -d -o postgres -g postgres -m 700 "$root/tls"
+  install -o postgres -g postgres -m 644 "$TLS/postgres-server.pem" "$root/tls/server.pem"
+  install -o postgres -g postgres -m 600 "$TLS/postgres-server.key" "$root/tls/server.key"
   cat >>"$root/data/postgresql.conf" <<EOF
 # rehearsal
 listen_addresses = '$RH_IP_MAIN'
@@ -136,8 +147,12 @@ port = 5432
 unix_socket_directories = '$root/run'
 max_connections = 300
 wal_level = replica
+ssl = on
+ssl_cert_file = '$root/tls/server.pem'
+ssl_key_file = '$root/tls/server.key'
+ssl_min_protocol_version = 'TLSv1.2'
 EOF
-  printf 'host all all 10.77.0.0/24 scram-sha-256\n' >>"$root/data/pg_hba.conf"
+  printf 'hostssl all all 10.77.0.0/24 scram-sha-256\n' >>"$root/data/pg_hba.conf"
   # pg_ctl runs inside the namespace (root enters it, then becomes postgres).
   (cd / && setsid -w ip netns exec "$RH_NS_MAIN" runuser -u postgres -- \
     "$bin/pg_ctl" -D "$root/data" -w -t 60 start) >>"$STATE/logs/postgres.log" 2>&1 9>&- ||
@@ -149,7 +164,7 @@ CREATE ROLE aiim LOGIN PASSWORD '$pass';
 CREATE DATABASE aiim OWNER aiim;
 SQL
     { _tail_log "$STATE/logs/postgres.log"; die "creating role/database aiim failed"; }
-  log "postgres   $RH_IP_MAIN:5432 in $RH_NS_MAIN (pid $(cat "$STATE/pids/postgres.pid"), cluster $root/data)"
+  log "postgres   $RH_IP_MAIN:5432 (ssl = on, hostssl only) in $RH_NS_MAIN (pid $(cat "$STATE/pids/postgres.pid"), cluster $root/data)"
 }
 
 rh_stop_postgres() {

@@ -212,7 +212,7 @@ struct AbuseBench {
 
     func streamBudget(seconds: Int) async throws {
         LoggingSystem.bootstrap { _ in SwiftLogNoOpLogHandler() }
-        let redis = try RedisClient(url: try Environment().require("REDIS_URL"), poolSize: 1, logger: Logger(label: "bench"))
+        let redis = try RedisClient(url: try Environment().require("REDIS_URL"), poolSize: 1, tls: RedisTLSFiles(Environment()), logger: Logger(label: "bench"))
         let pair = try await users(2, "stream")
         let conv = try await conversation(owner: pair[0].token, members: [pair[1].name])
         let text = String(repeating: "z", count: 32_000)

@@ -48,7 +48,7 @@ func processStats(_ pid: String) -> (cpu: Double, rssMB: Double)? {
 func busRTT(_ o: Options) async throws {
     LoggingSystem.bootstrap { _ in SwiftLogNoOpLogHandler() }
     let logger = Logger(label: "bench")
-    let redis = try RedisClient(url: try Environment().require("REDIS_URL"), poolSize: 8, logger: logger)
+    let redis = try RedisClient(url: try Environment().require("REDIS_URL"), poolSize: 8, tls: RedisTLSFiles(Environment()), logger: logger)
     let bus = BusClient(redis: redis, instance: "bench-\(getpid())", logger: logger)
     let reader = Task { try await bus.run() }
     let n = o.int("requests", 10_000), conc = o.int("concurrency", 1)

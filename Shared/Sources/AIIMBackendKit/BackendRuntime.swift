@@ -36,7 +36,10 @@ public struct BackendRuntime: Sendable {
         var logger = Logger(label: "aiim.\(config.service.rawValue)")
         logger.logLevel = Logger.Level(rawValue: config.logLevel) ?? .info
         self.logger = logger
-        redis = try RedisClient(url: config.redisURL, poolSize: config.redisPoolSize, logger: logger)
+        redis = try RedisClient(url: config.redisURL, poolSize: config.redisPoolSize,
+                                tls: RedisTLSFiles(caFile: config.redisTLSCAFile, certificateFile: config.redisTLSCertFile,
+                                                   keyFile: config.redisTLSKeyFile),
+                                logger: logger)
         guard let dbURL = config.databaseURL else { throw ConfigurationError("DATABASE_URL is required") }
         postgres = try PostgresClient(url: dbURL, poolSize: config.databasePoolSize,
                                       statementTimeoutMillis: config.queryTimeoutMillis, logger: logger)

@@ -28,9 +28,11 @@ public final class RedisClient: Sendable {
 
     /// - Parameters:
     ///   - poolSize: connections.
-    ///   - commandTimeout: bound on connecting and on every command's reply.
-    public init(url: String, poolSize: Int = 4, commandTimeout: Duration = .seconds(5), logger: Logger) throws {
-        endpoint = try RedisEndpoint(url: url)
+    ///   - commandTimeout: bound on connecting (TLS handshake included) and on every command's reply.
+    ///   - tls: certificate files for a `rediss://` URL (`RedisTLSFiles(environment)` reads `REDIS_TLS_*`).
+    public init(url: String, poolSize: Int = 4, commandTimeout: Duration = .seconds(5),
+                tls: RedisTLSFiles = RedisTLSFiles(), logger: Logger) throws {
+        endpoint = try RedisEndpoint(url: url, tls: tls)
         slots = (0..<max(1, poolSize)).map { _ in Slot() }
         self.commandTimeout = commandTimeout
         self.logger = logger

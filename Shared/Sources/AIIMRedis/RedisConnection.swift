@@ -3,6 +3,8 @@ internal import CHiredis
 import Foundation
 import NIOCore
 import NIOPosix
+import NIOSSL
+import NIOTLS
 
 /// A value Redis answered with, converted from hiredis' reply before leaving the pool thread.
 public enum RESPValue: Sendable, Equatable {
@@ -40,27 +42,104 @@ public struct RedisError: Error, CustomStringConvertible {
     public init(_ kind: Kind, _ d: String) { self.kind = kind; self.description = d }
 }
 
-/// Where a Redis server is, parsed from `REDIS_URL` (`redis://[user:]password@host:port/db`).
+/// Where a Redis server is, parsed from `REDIS_URL` (`redis://[user:]password@host:port/db`, or
+/// `rediss://…` for TLS with the certificate checked against `tls`' CA and the URL's host).
 public struct RedisEndpoint: Sendable, CustomStringConvertible {
     public var host: String
     public var port: Int
     public var password: String?
     public var username: String?
     public var database: Int
+    /// Set for `rediss://`: the client context every connection's TLS handshake uses (built once,
+    /// so a bad file fails at start-up, not on the first command).
+    public var tls: NIOSSLContext?
 
-    public init(url: String) throws {
-        guard let u = URLComponents(string: url), u.scheme == "redis", let host = u.host, !host.isEmpty else {
-            throw ConfigurationError("REDIS_URL must look like redis://[:password@]host:port[/db]")
+    public init(url: String, tls files: RedisTLSFiles = RedisTLSFiles()) throws {
+        guard let u = URLComponents(string: url), u.scheme == "redis" || u.scheme == "rediss",
+              let host = u.host, !host.isEmpty else {
+            throw ConfigurationError("REDIS_URL must look like redis://[:password@]host:port[/db] (rediss:// for TLS)")
         }
         self.host = host
         port = u.port ?? 6379
         password = u.password.flatMap { $0.isEmpty ? nil : $0.removingPercentEncoding }
         username = u.user.flatMap { $0.isEmpty ? nil : $0 }
         database = Int(u.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))) ?? 0
+        if u.scheme == "rediss" {
+            tls = try files.makeContext()
+        } else if files.isSet {
+            // Certificates configured for a clear-text URL: the operator meant TLS; never fall back silently.
+            throw ConfigurationError("REDIS_TLS_CA_FILE/REDIS_TLS_CERT_FILE/REDIS_TLS_KEY_FILE are set but REDIS_URL is redis://; use rediss:// for TLS")
+        }
     }
 
     /// Never prints the password.
-    public var description: String { "redis://\(host):\(port)/\(database)" }
+    public var description: String { "\(tls == nil ? "redis" : "rediss")://\(host):\(port)/\(database)" }
+
+    /// The name the server's certificate must carry: the URL's host. An IP address is checked
+    /// against the certificate's IP addresses (it cannot be sent as SNI).
+    var tlsServerName: String? {
+        (try? SocketAddress(ipAddress: host, port: 0)) == nil ? host : nil
+    }
+}
+
+/// The certificate files of a `rediss://` connection (PEM): `REDIS_TLS_CA_FILE` (the CAs the
+/// server's certificate must chain to; default the system's trust store), and for servers that
+/// require client certificates (`tls-auth-clients yes`) `REDIS_TLS_CERT_FILE` + `REDIS_TLS_KEY_FILE`.
+/// Verification is always on: chain, expiry and host name.
+public struct RedisTLSFiles: Sendable, Equatable {
+    public var caFile: String?
+    public var certificateFile: String?
+    public var keyFile: String?
+
+    public init(caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil) {
+        self.caFile = caFile
+        self.certificateFile = certificateFile
+        self.keyFile = keyFile
+    }
+
+    /// `REDIS_TLS_CA_FILE`, `REDIS_TLS_CERT_FILE`, `REDIS_TLS_KEY_FILE`.
+    public init(_ env: Environment) {
+        self.init(caFile: env.string("REDIS_TLS_CA_FILE"), certificateFile: env.string("REDIS_TLS_CERT_FILE"),
+                  keyFile: env.string("REDIS_TLS_KEY_FILE"))
+    }
+
+    var isSet: Bool { caFile != nil || certificateFile != nil || keyFile != nil }
+
+    func makeContext() throws -> NIOSSLContext {
+        var config = TLSConfiguration.makeClientConfiguration()
+        config.certificateVerification = .fullVerification
+        config.minimumTLSVersion = .tlsv12
+        if let caFile {
+            let cas: [NIOSSLCertificate]
+            do { cas = try NIOSSLCertificate.fromPEMFile(caFile) } catch {
+                throw ConfigurationError("REDIS_TLS_CA_FILE \(caFile): not a readable PEM certificate file (\(error))")
+            }
+            guard !cas.isEmpty else { throw ConfigurationError("REDIS_TLS_CA_FILE \(caFile) holds no certificate") }
+            config.trustRoots = .certificates(cas)
+        }
+        switch (certificateFile, keyFile) {
+        case (nil, nil):
+            break
+        case (let cert?, let key?):
+            do {
+                config.certificateChain = try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) }
+            } catch {
+                throw ConfigurationError("REDIS_TLS_CERT_FILE \(cert): not a readable PEM certificate file (\(error))")
+            }
+            guard !config.certificateChain.isEmpty else { throw ConfigurationError("REDIS_TLS_CERT_FILE \(cert) holds no certificate") }
+            do {
+                config.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+            } catch {
+                // Never the key's contents.
+                throw ConfigurationError("REDIS_TLS_KEY_FILE \(key): not a readable PEM private key")
+            }
+        default:
+            throw ConfigurationError("REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together")
+        }
+        do { return try NIOSSLContext(configuration: config) } catch {
+            throw ConfigurationError("REDIS_TLS_*: the certificate files do not make a TLS context (\(error))")
+        }
+    }
 }
 
 /// One Redis connection: a non-blocking NIO socket with hiredis as the protocol codec
@@ -81,18 +160,41 @@ public final class RedisConnection: Sendable {
     static func connect(endpoint: RedisEndpoint, timeout: Duration,
                         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> RedisConnection {
         let channel: any Channel
+        // rediss://: TLS is one more handler in front of the codec, on the same socket; a plain
+        // connection's pipeline is exactly the codec, as before.
+        let handshake = endpoint.tls.map { _ in group.any().makePromise(of: Void.self) }
         do {
             channel = try await ClientBootstrap(group: group)
                 .connectTimeout(TimeAmount(timeout))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let context = endpoint.tls, let handshake {
+                            try channel.pipeline.syncOperations.addHandler(
+                                NIOSSLClientHandler(context: context, serverHostname: endpoint.tlsServerName))
+                            try channel.pipeline.syncOperations.addHandler(TLSHandshakeWatcher(done: handshake))
+                        }
                         try channel.pipeline.syncOperations.addHandler(RESPHandler(timeout: timeout))
                     }
                 }
                 .connect(host: endpoint.host, port: endpoint.port).get()
         } catch {
+            handshake?.fail(error)
             throw RedisError(.connection, "connect \(endpoint): \(error)")
+        }
+        if let handshake {
+            // A server that accepts TCP but never finishes the handshake must not hang the caller.
+            let timer = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
+                handshake.fail(RedisError(.connection, "no TLS handshake within \(timeout)"))
+            }
+            do {
+                try await handshake.futureResult.get()
+                timer.cancel()
+            } catch {
+                timer.cancel()
+                channel.close(promise: nil)
+                throw RedisError(.connection, "TLS handshake with \(endpoint) failed: \(Self.describeTLS(error))")
+            }
         }
         let conn = RedisConnection(channel: channel, timeout: timeout)
         do {
@@ -116,6 +218,19 @@ public final class RedisConnection: Sendable {
         return conn
     }
 
+    /// A handshake error in words an operator can act on (BoringSSL's reason, e.g.
+    /// CERTIFICATE_VERIFY_FAILED, or the host name the certificate does not carry).
+    static func describeTLS(_ error: any Error) -> String {
+        if let e = error as? RedisError { return e.description }
+        if let e = error as? NIOSSLExtraError, e == .failedToValidateHostname {
+            return "the certificate is not for this host name (\(e))"
+        }
+        if case NIOSSLError.handshakeFailed(let inner) = error {
+            return "certificate not accepted (\(inner))"
+        }
+        return "\(error)"
+    }
+
     /// Gone: closed, or failed; the pool replaces it.
     public var isBroken: Bool { !channel.isActive }
 
@@ -134,6 +249,35 @@ public final class RedisConnection: Sendable {
     /// Closes the socket; requests in flight fail.
     public func close() {
         channel.close(promise: nil)
+    }
+}
+
+/// Completes `done` when the TLS handshake finished (or failed, or the socket closed first),
+/// then leaves the pipeline: afterwards a TLS connection is the TLS handler and the codec.
+final class TLSHandshakeWatcher: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    private let done: EventLoopPromise<Void>
+    init(done: EventLoopPromise<Void>) { self.done = done }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        let completed: Bool
+        if case .handshakeCompleted = event as? TLSUserEvent { completed = true } else { completed = false }
+        context.fireUserInboundEventTriggered(event)
+        if completed {
+            done.succeed(())
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        done.fail(error)
+        context.fireErrorCaught(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        done.fail(RedisError(.connection, "closed by the server during the TLS handshake"))
+        context.fireChannelInactive()
     }
 }
 

@@ -8,8 +8,14 @@ public struct CommonConfiguration: Sendable {
     public var service: ServiceName
     /// `INSTANCE_ID`: unique per process; names its reply stream and consumer. Default `<service>-<host>-<pid>`.
     public var instanceID: String
-    /// `REDIS_URL`: `redis://[:password@]host:port[/db]` (required).
+    /// `REDIS_URL`: `redis://[:password@]host:port[/db]` (required); `rediss://` for TLS.
     public var redisURL: String
+    /// `REDIS_TLS_CA_FILE`, `REDIS_TLS_CERT_FILE`, `REDIS_TLS_KEY_FILE` (PEM) for a `rediss://`
+    /// URL: the CAs the server's certificate must chain to (default the system store), and the
+    /// client certificate and key a server with `tls-auth-clients yes` asks for.
+    public var redisTLSCAFile: String?
+    public var redisTLSCertFile: String?
+    public var redisTLSKeyFile: String?
     /// `DATABASE_URL`: `postgres://user:password@host:port/db` (required except for the gateway).
     public var databaseURL: String?
     /// `HTTP_HOST` / `HTTP_PORT`: where `/health`, `/ready`, `/metrics` (and the gateway API) listen.
@@ -37,6 +43,9 @@ public struct CommonConfiguration: Sendable {
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
         instanceID = env.string("INSTANCE_ID") ?? "\(service.rawValue)-\(host)-\(getpid())"
         redisURL = try env.require("REDIS_URL")
+        redisTLSCAFile = env.string("REDIS_TLS_CA_FILE")
+        redisTLSCertFile = env.string("REDIS_TLS_CERT_FILE")
+        redisTLSKeyFile = env.string("REDIS_TLS_KEY_FILE")
         databaseURL = env.string("DATABASE_URL")
         if requireDatabase && databaseURL == nil { throw ConfigurationError("DATABASE_URL is required") }
         httpHost = env.string("HTTP_HOST", default: "0.0.0.0")!

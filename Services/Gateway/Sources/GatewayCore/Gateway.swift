@@ -40,7 +40,10 @@ public struct Gateway: Sendable {
         var logger = Logger(label: "aiim.gateway")
         logger.logLevel = Logger.Level(rawValue: config.common.logLevel) ?? .info
         self.logger = logger
-        redis = try RedisClient(url: config.common.redisURL, poolSize: config.common.redisPoolSize, logger: logger)
+        redis = try RedisClient(url: config.common.redisURL, poolSize: config.common.redisPoolSize,
+                                tls: RedisTLSFiles(caFile: config.common.redisTLSCAFile, certificateFile: config.common.redisTLSCertFile,
+                                                   keyFile: config.common.redisTLSKeyFile),
+                                logger: logger)
         bus = BusClient(redis: redis, instance: config.common.instanceID, maxLength: config.common.streamMaxLength, logger: logger)
         backends = Backends(bus: bus, timeout: .milliseconds(config.busTimeoutMillis))
         auth = await Authenticator(secret: config.jwtSecret, issuer: config.jwtIssuer, defaultTenant: config.defaultTenant)
