@@ -88,4 +88,49 @@ import FoundationNetworking
             #expect(r.json["error"]?["code"]?.stringValue == "bad_request", "\(r.json)")
         }
     }
+
+    // MARK: the docs tell every route and every error code
+
+    /// docs/*.md, read from the checkout the tests were built from.
+    static func docs(_ names: [String]) throws -> String {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return try names.map { try String(contentsOf: root.appendingPathComponent("docs/\($0)"), encoding: .utf8) }.joined(separator: "\n")
+    }
+
+    /// `{conversation_id}`, `{id}` … all read as `{}`: the docs name parameters for the reader.
+    static func normalised(_ text: String) -> String {
+        text.replacingOccurrences(of: #"\{[^}/]*\}"#, with: "{}", options: .regularExpression)
+    }
+
+    /// Every registered route is described in docs/ (API.md, or the feature's page, which
+    /// may write the path relative to its prefix: `POST /{call_id}/ringing`). `GET /bus/ping`
+    /// was served but documented nowhere.
+    @Test func theDocsDescribeEveryRoute() throws {
+        let text = Self.normalised(try Self.docs(["API.md", "PROTOCOL.md", "MEDIA.md", "CALLS.md", "AI.md"]))
+        var undocumented: [String] = []
+        for op in OpenAPI.operations {
+            let path = Self.normalised(op.path)
+            let method = op.method.uppercased()
+            guard path.hasPrefix("/api/aiim/"), path != "/api/aiim/ws" else {
+                if !text.contains("`\(path)") && !text.contains(", `\(path)`") { undocumented.append("\(method) \(path)") }
+                continue
+            }
+            let rest = String(path.dropFirst("/api/aiim".count))
+            // Relative to the feature's prefix only below it (`/calls/{}/ringing` → `/{}/ringing`).
+            let segments = rest.split(separator: "/")
+            let relative = segments.count > 1 ? ["/" + segments.dropFirst().joined(separator: "/")] : []
+            if !([path, rest] + relative).contains(where: { text.contains("`\(method) \($0)") || text.contains("| `\(method) \($0)") }) {
+                undocumented.append("\(method) \(path)")
+            }
+        }
+        #expect(undocumented == [], "routes docs/ does not describe")
+    }
+
+    /// Every error code a client can receive (`ErrorCode`) is in docs/API.md's error table.
+    /// `unsupported_media_type`, `unsupported_version` and `slow_consumer` were missing.
+    @Test func theErrorTableListsEveryCode() throws {
+        let api = try Self.docs(["API.md"])
+        let missing = ErrorCode.allCases.map(\.rawValue).filter { !api.contains("`\($0)`") }
+        #expect(missing == [], "codes docs/API.md does not list")
+    }
 }
