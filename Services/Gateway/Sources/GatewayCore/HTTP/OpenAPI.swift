@@ -1,4 +1,351 @@
-/// The OpenAPI document served at `/openapi.json` (kept in step with docs/API.md).
+import AIIMJSON
+import AIIMProtocol
+
+/// The OpenAPI 3.1 document served at `/openapi.json` (kept in step with docs/API.md), built
+/// from `operations`: one row per route the gateway registers. `ContractTests` compares the
+/// rows with the router's routes, and `deploy/local/contract` fuzzes the running gateway
+/// against the document (schemathesis), so a route, a status or a field the document does not
+/// tell is a failing test.
 enum OpenAPI {
-    static let document = ##"{"openapi":"3.0.3","info":{"title":"AIIM","version":"2.0.0","description":"See docs/API.md and docs/PROTOCOL.md"},"paths":{"/api/aiim/conversations":{"post":{"summary":"Create a conversation","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}},"requestBody":{"required":true,"content":{"application/json":{"schema":{"type":"object","properties":{"type":{},"name":{},"member_ids":{}}}}}}},"get":{"summary":"List the caller's conversations","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}}}},"/api/aiim/conversations/{conversation_id}":{"get":{"summary":"A conversation with its members","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}}}},"/api/aiim/conversations/{conversation_id}/members":{"post":{"summary":"Add members (owner/admin)","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}},"requestBody":{"required":true,"content":{"application/json":{"schema":{"type":"object","properties":{"user_ids":{},"role":{}}}}}}}},"/api/aiim/conversations/{conversation_id}/members/{user_id}":{"delete":{"summary":"Remove a member or leave","security":[{"bearer":[]}],"responses":{"204":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}}}},"/api/aiim/messages":{"post":{"summary":"Send a message","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}},"requestBody":{"required":true,"content":{"application/json":{"schema":{"type":"object","properties":{"conversation_id":{},"type":{},"content":{},"reply_to":{},"client_msg_id":{}}}}}}}},"/api/aiim/messages/{id}":{"get":{"summary":"History of conversation {id} (limit, before_seq, after_seq, before_id)","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}}},"patch":{"summary":"Edit own message {id}","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}},"requestBody":{"required":true,"content":{"application/json":{"schema":{"type":"object","properties":{"content":{}}}}}}},"delete":{"summary":"Recall own message {id}","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}}}},"/api/aiim/messages/stream":{"post":{"summary":"Append a chunk to an AI stream","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}},"requestBody":{"required":true,"content":{"application/json":{"schema":{"type":"object","properties":{"conversation_id":{},"stream_id":{},"chunk":{},"chunk_index":{},"stream_end":{}}}}}}}},"/api/aiim/sync":{"post":{"summary":"Everything after each cursor","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}},"requestBody":{"required":true,"content":{"application/json":{"schema":{"type":"object","properties":{"cursors":{},"limit":{}}}}}}}},"/api/aiim/receipts/delivered":{"post":{"summary":"Move the delivered cursor","security":[{"bearer":[]}],"responses":{"204":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}},"requestBody":{"required":true,"content":{"application/json":{"schema":{"type":"object","properties":{"conversation_id":{},"message_id":{},"seq":{}}}}}}}},"/api/aiim/receipts/read":{"post":{"summary":"Move the read cursor","security":[{"bearer":[]}],"responses":{"204":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}},"requestBody":{"required":true,"content":{"application/json":{"schema":{"type":"object","properties":{"conversation_id":{},"last_read_message_id":{},"last_read_seq":{},"user_id":{}}}}}}}},"/api/aiim/receipts/{conversation_id}/{message_id}":{"get":{"summary":"Receipts of a message","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}}}},"/api/aiim/presence":{"get":{"summary":"Online state of users (user_ids=a,b)","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}}}},"/api/aiim/api_keys":{"post":{"summary":"Create an API key for an AI agent","security":[{"bearer":[]}],"responses":{"201":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}},"requestBody":{"required":true,"content":{"application/json":{"schema":{"type":"object","properties":{"name":{}}}}}}}},"/api/aiim/media/upload_token":{"post":{"summary":"Presigned upload","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}},"requestBody":{"required":true,"content":{"application/json":{"schema":{"type":"object","properties":{"conversation_id":{},"filename":{},"content_type":{},"file_size":{}}}}}}}},"/api/aiim/media/upload_complete":{"post":{"summary":"Verify an upload","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}},"requestBody":{"required":true,"content":{"application/json":{"schema":{"type":"object","properties":{"media_id":{},"conversation_id":{},"file_hash":{},"file_size":{}}}}}}}},"/api/aiim/media/{media_id}/download":{"get":{"summary":"Presigned download (conversation_id)","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}}}},"/api/aiim/media/{media_id}/metadata":{"get":{"summary":"Media metadata (conversation_id)","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}}}},"/api/aiim/media/{media_id}":{"delete":{"summary":"Delete media (uploader or owner)","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}}}},"/api/aiim/calls/initiate":{"post":{"summary":"Start a call","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}},"requestBody":{"required":true,"content":{"application/json":{"schema":{"type":"object","properties":{"conversation_id":{},"type":{}}}}}}}},"/api/aiim/calls/{call_id}/ringing":{"post":{"summary":"Mark a call ringing","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"403":{"$ref":"#/components/responses/Error"},"404":{"$ref":"#/components/responses/Error"},"409":{"$ref":"#/components/responses/Error"}}}},"/api/aiim/calls/{call_id}/accept":{"post":{"summary":"Accept a call","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}}}},"/api/aiim/calls/{call_id}/reject":{"post":{"summary":"Reject a call","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}}}},"/api/aiim/calls/{call_id}/hangup":{"post":{"summary":"Hangup a call","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}}}},"/api/aiim/calls/{call_id}/status":{"get":{"summary":"Call status","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}}}},"/api/aiim/calls/conversation/{conversation_id}/history":{"get":{"summary":"Calls of a conversation (limit, offset)","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}}}},"/api/aiim/calls/ice-configuration":{"get":{"summary":"STUN/TURN servers with the caller's credentials","security":[{"bearer":[]}],"responses":{"200":{"description":"OK"},"400":{"$ref":"#/components/responses/Error"},"401":{"$ref":"#/components/responses/Error"},"403":{"$ref":"#/components/responses/Error"},"429":{"$ref":"#/components/responses/Error"},"503":{"$ref":"#/components/responses/Error"},"504":{"$ref":"#/components/responses/Error"}}}},"/api/aiim/ws":{"get":{"summary":"WebSocket upgrade (docs/PROTOCOL.md); token in Authorization, Sec-WebSocket-Protocol or ?token=","responses":{"101":{"description":"Switching Protocols"},"401":{"$ref":"#/components/responses/Error"}}}},"/health":{"get":{"summary":"Health with dependency checks","responses":{"200":{"description":"OK"}}}},"/healthz":{"get":{"summary":"Liveness","responses":{"200":{"description":"OK"}}}},"/ready":{"get":{"summary":"Readiness (503 with reasons)","responses":{"200":{"description":"OK"}}}},"/metrics":{"get":{"summary":"Prometheus metrics","responses":{"200":{"description":"OK"}}}}},"components":{"securitySchemes":{"bearer":{"type":"http","scheme":"bearer","bearerFormat":"JWT or aiim_ API key"}},"responses":{"Error":{"description":"Error","content":{"application/json":{"schema":{"type":"object","properties":{"error":{"type":"object","properties":{"code":{"type":"string"},"message":{"type":"string"}}}}}}}}}}}"##
+    /// One operation: a method on a path. Path parameters come from the path's `{…}` segments.
+    struct Operation: Sendable {
+        var method: String
+        var path: String
+        var summary: String
+        /// Whether the route needs a token (every `/api/aiim` route).
+        var secured = true
+        var query: [Parameter] = []
+        /// The JSON request body's schema, if the route reads one.
+        var body: JSONValue?
+        var status = 200
+        /// The success body's schema; nil for an empty body.
+        var response: JSONValue?
+        /// Error statuses besides the ones every secured route can answer.
+        var errors: [Int] = []
+        var contentType = "application/json"
+    }
+
+    struct Parameter: Sendable {
+        var name: String
+        var schema: JSONValue
+        var required = false
+        var description: String?
+    }
+
+    /// Statuses every `/api/aiim` route can answer (docs/API.md, "Errors"): a bad body or field,
+    /// no or a bad token, not a member, no such thing, a state conflict, a body over
+    /// `MAX_BODY_BYTES`, rate limits, a backend down or slow.
+    static let securedErrors = [400, 401, 403, 404, 409, 413, 429, 503, 504]
+
+    static let operations: [Operation] = {
+        let message = ["type": "object", "required": ["message"], "properties": ["message": ref("Message")]] as JSONValue
+        let call = ref("Call")
+        return [
+            // System (no token).
+            Operation(method: "get", path: "/", summary: "Service banner", secured: false,
+                      response: object(["service": string, "version": string, "status": string, "docs": string])),
+            Operation(method: "get", path: "/openapi.json", summary: "This document", secured: false,
+                      response: ["type": "object", "required": ["openapi", "paths"]]),
+            Operation(method: "get", path: "/health", summary: "Health with dependency checks", secured: false,
+                      response: object(["status": ["type": "string", "enum": ["healthy", "unhealthy"]], "timestamp": number,
+                                        "version": string, "service": string, "instance": string,
+                                        "checks": ["type": "object"]])),
+            Operation(method: "get", path: "/healthz", summary: "Liveness", secured: false, response: object(["status": string])),
+            Operation(method: "get", path: "/ready", summary: "Readiness (503 with the reasons while a dependency is down)",
+                      secured: false, response: object(["status": string]), errors: [503]),
+            Operation(method: "get", path: "/metrics", summary: "Prometheus metrics", secured: false,
+                      response: string, contentType: "text/plain"),
+            Operation(method: "get", path: "/api/aiim/ws",
+                      summary: "WebSocket upgrade (docs/PROTOCOL.md); token in Authorization, Sec-WebSocket-Protocol or ?token=. A request without `Upgrade: websocket` is 400 bad_request.",
+                      query: [Parameter(name: "token", schema: string, description: "a user JWT or an aiim_ API key")],
+                      status: 101),
+            Operation(method: "get", path: "/api/aiim/bus/ping", summary: "Round trip to a backend over the bus",
+                      response: object(["service": string, "instance": string, "trace_id": string])),
+
+            // Conversations.
+            Operation(method: "post", path: "/api/aiim/conversations", summary: "Create a conversation (a direct one is de-duplicated)",
+                      body: object(["type": ["type": "string", "enum": ["direct", "group"]], "name": nullable(string),
+                                    "member_ids": array(string)], required: ["member_ids"]),
+                      response: ref("Conversation")),
+            Operation(method: "get", path: "/api/aiim/conversations", summary: "The caller's conversations, newest activity first",
+                      query: [limitParameter, Parameter(name: "before", schema: string, description: "next_cursor of the previous page")],
+                      response: object(["conversations": array(ref("Conversation")), "next_cursor": nullable(string)],
+                                       required: ["conversations"])),
+            Operation(method: "get", path: "/api/aiim/conversations/{conversation_id}", summary: "A conversation with its members",
+                      response: ref("Conversation")),
+            Operation(method: "post", path: "/api/aiim/conversations/{conversation_id}/members", summary: "Add members (owner/admin; groups)",
+                      body: object(["user_ids": array(string), "role": ["type": "string", "enum": ["member", "admin", "assistant"]]],
+                                   required: ["user_ids"]),
+                      response: ref("Conversation")),
+            Operation(method: "delete", path: "/api/aiim/conversations/{conversation_id}/members/{user_id}",
+                      summary: "Remove a member (owner/admin) or leave", status: 204),
+
+            // Messages.
+            Operation(method: "post", path: "/api/aiim/messages", summary: "Send a message (idempotent on client_msg_id)",
+                      body: object(["conversation_id": string, "type": string, "content": anyValue, "reply_to": nullable(string),
+                                    "client_msg_id": nullable(string)], required: ["conversation_id", "content"]),
+                      response: message),
+            Operation(method: "post", path: "/api/aiim/messages/stream", summary: "Append a chunk to an AI stream",
+                      body: object(["conversation_id": string, "stream_id": string, "client_msg_id": string, "chunk": anyValue,
+                                    "chunk_index": integer, "stream_end": boolean], required: ["conversation_id"]),
+                      response: object(["message": object(["message_id": string, "stream_id": string, "seq": integer,
+                                                           "chunk_index": nullable(integer), "stream_end": boolean, "state": string],
+                                                          required: ["message_id", "stream_id", "seq", "stream_end", "state"])])),
+            Operation(method: "get", path: "/api/aiim/messages/{id}",
+                      summary: "History of conversation {id}, ascending by seq (before_seq, after_seq or before_id)",
+                      query: [limitParameter, Parameter(name: "before_seq", schema: integer), Parameter(name: "after_seq", schema: integer),
+                              Parameter(name: "before_id", schema: string)],
+                      response: ref("MessagePage")),
+            Operation(method: "patch", path: "/api/aiim/messages/{id}", summary: "Edit own message {id}",
+                      body: object(["content": anyValue], required: ["content"]), response: message),
+            Operation(method: "delete", path: "/api/aiim/messages/{id}", summary: "Recall own message {id}", response: message),
+            Operation(method: "post", path: "/api/aiim/sync", summary: "Everything after each cursor, in one round trip",
+                      body: object(["cursors": ["type": "object", "additionalProperties": integer], "limit": integer],
+                                   required: ["cursors"]),
+                      response: object(["conversations": array(ref("MessagePage"))])),
+
+            // Receipts.
+            Operation(method: "post", path: "/api/aiim/receipts/delivered", summary: "Move the delivered cursor",
+                      body: object(["conversation_id": string, "message_id": string, "seq": integer], required: ["conversation_id"]),
+                      status: 204),
+            Operation(method: "post", path: "/api/aiim/receipts/read", summary: "Move the read cursor (implies delivered)",
+                      body: object(["conversation_id": string, "last_read_message_id": string, "last_read_seq": integer,
+                                    "message_id": string, "seq": integer, "user_id": string], required: ["conversation_id"]),
+                      status: 204),
+            Operation(method: "get", path: "/api/aiim/receipts/{conversation_id}/{message_id}",
+                      summary: "Who has received and read a message",
+                      response: object(["conversation_id": string, "message_id": string,
+                                        "receipts": array(object(["user_id": string, "delivered_at": nullable(timestamp),
+                                                                  "read_at": nullable(timestamp)], required: ["user_id"]))])),
+
+            // Presence, API keys.
+            Operation(method: "get", path: "/api/aiim/presence", summary: "Online state of users of the caller's tenant",
+                      query: [Parameter(name: "user_ids", schema: string, required: true, description: "1-200 user ids, comma-separated")],
+                      response: object(["presence": array(object(["user_id": string,
+                                                                  "status": ["type": "string", "enum": ["online", "offline"]]]))])),
+            Operation(method: "post", path: "/api/aiim/api_keys", summary: "Create an API key for an AI agent (shown once)",
+                      body: object(["name": string], required: ["name"]), status: 201,
+                      response: object(["api_key": ["type": "string", "pattern": "^aiim_"], "user_id": string, "name": string])),
+
+            // Media (docs/MEDIA.md).
+            Operation(method: "post", path: "/api/aiim/media/upload_token", summary: "A presigned upload",
+                      body: object(["conversation_id": string, "filename": string, "content_type": string, "file_size": integer],
+                                   required: ["conversation_id", "filename", "content_type"]),
+                      response: object(["media_id": string, "upload_url": string, "expires_at": timestamp, "method": string,
+                                        "headers": ["type": "object", "additionalProperties": string]]),
+                      errors: [415]),
+            Operation(method: "post", path: "/api/aiim/media/upload_complete", summary: "Verify an upload (size, SHA-256, type)",
+                      body: object(["media_id": string, "conversation_id": string, "file_hash": string, "file_size": integer],
+                                   required: ["media_id", "conversation_id", "file_hash"]),
+                      response: object(["status": string, "media_id": string, "content_type": string, "file_size": integer,
+                                        "filename": string, "duration_ms": nullable(integer)],
+                                       required: ["status", "media_id", "content_type", "file_size", "filename"]),
+                      errors: [415]),
+            Operation(method: "get", path: "/api/aiim/media/{media_id}/download", summary: "A presigned download",
+                      query: [mediaConversation],
+                      response: object(["download_url": string, "content_type": string, "filename": string, "file_size": integer,
+                                        "expires_at": timestamp, "duration_ms": nullable(integer)],
+                                       required: ["download_url", "content_type", "filename", "file_size", "expires_at"])),
+            Operation(method: "get", path: "/api/aiim/media/{media_id}/metadata", summary: "Media metadata",
+                      query: [mediaConversation],
+                      response: object(["media_id": string, "size": integer, "content_type": string, "last_modified": nullable(timestamp),
+                                        "etag": nullable(string), "filename": string, "status": string, "duration_ms": nullable(integer),
+                                        "metadata": ["type": "object"]],
+                                       required: ["media_id", "size", "content_type", "filename", "status", "metadata"])),
+            Operation(method: "delete", path: "/api/aiim/media/{media_id}", summary: "Delete media (uploader or owner)",
+                      query: [mediaConversation], response: object(["status": string, "media_id": string])),
+
+            // Calls (docs/CALLS.md).
+            Operation(method: "post", path: "/api/aiim/calls/initiate", summary: "Start a call",
+                      body: object(["conversation_id": string, "to_user_id": nullable(string),
+                                    "call_type": ["type": ["string", "null"], "enum": ["audio", "video", nil]],
+                                    "type": ["type": ["string", "null"], "enum": ["audio", "video", nil]]],
+                                   required: ["conversation_id"]),
+                      response: callWithICE(extra: ["created_at": timestamp])),
+            Operation(method: "post", path: "/api/aiim/calls/{call_id}/ringing", summary: "A callee's device rings", response: call),
+            Operation(method: "post", path: "/api/aiim/calls/{call_id}/accept", summary: "Accept a call", response: callWithICE(extra: [:])),
+            Operation(method: "post", path: "/api/aiim/calls/{call_id}/reject", summary: "Reject a call", response: call),
+            Operation(method: "post", path: "/api/aiim/calls/{call_id}/hangup", summary: "Hang up a call", response: call),
+            Operation(method: "get", path: "/api/aiim/calls/{call_id}/status", summary: "A call's state", response: call),
+            Operation(method: "get", path: "/api/aiim/calls/conversation/{conversation_id}/history", summary: "Calls of a conversation, newest first",
+                      query: [Parameter(name: "limit", schema: ["type": "integer", "minimum": 1, "maximum": 200]),
+                              Parameter(name: "offset", schema: ["type": "integer", "minimum": 0, "maximum": 1_000_000])],
+                      response: object(["conversation_id": string, "calls": array(call), "total": integer, "limit": integer,
+                                        "offset": integer])),
+            Operation(method: "get", path: "/api/aiim/calls/ice-configuration", summary: "STUN/TURN servers with the caller's credentials",
+                      response: ref("ICEConfiguration")),
+
+            // AI answers (docs/AI.md).
+            Operation(method: "post", path: "/api/aiim/generations", summary: "Start an AI answer",
+                      body: object(["conversation_id": string, "client_generation_id": string, "reply_to": string, "requester_id": string,
+                                    "state": ref("GenerationState"), "label": string, "label_ttl_ms": integer],
+                                   required: ["conversation_id"]),
+                      status: 201, response: ref("GenerationSnapshot")),
+            Operation(method: "get", path: "/api/aiim/generations/{message_id}", summary: "An answer's parts so far and the deltas after after_offset",
+                      query: [Parameter(name: "after_offset", schema: integer)], response: ref("GenerationSnapshot")),
+            Operation(method: "post", path: "/api/aiim/generations/{message_id}/deltas", summary: "Append deltas",
+                      body: object(["deltas": array(["type": "object", "required": ["offset", "part"],
+                                                     "properties": ["offset": integer, "part": integer, "type": string]])],
+                                   required: ["deltas"]),
+                      response: ref("GenerationAck")),
+            Operation(method: "post", path: "/api/aiim/generations/{message_id}/status", summary: "Set the state or the status label",
+                      body: object(["state": ref("GenerationState"), "label": string, "label_ttl_ms": integer], required: []),
+                      response: ref("GenerationAck")),
+            Operation(method: "post", path: "/api/aiim/generations/{message_id}/end", summary: "End an answer",
+                      body: object(["state": ref("GenerationState"), "error": string, "last_offset": integer], required: ["state"]),
+                      response: ref("GenerationSnapshot")),
+            Operation(method: "post", path: "/api/aiim/generations/{message_id}/stop", summary: "Ask the producer to stop",
+                      response: ref("GenerationAck")),
+        ]
+    }()
+
+    // MARK: schema helpers
+
+    static let string: JSONValue = ["type": "string"]
+    static let integer: JSONValue = ["type": "integer"]
+    static let number: JSONValue = ["type": "number"]
+    static let boolean: JSONValue = ["type": "boolean"]
+    static let timestamp: JSONValue = ["type": "string", "format": "date-time"]
+    /// An id in a path segment (`Validation.id`: 1-128 printable characters, no spaces).
+    static let pathID: JSONValue = ["type": "string", "minLength": 1, "maxLength": .number(Double(Validation.maxIDLength)),
+                                    "pattern": "^[^\\s/]+$"]
+    /// Any JSON value.
+    static let anyValue: JSONValue = [:]
+
+    static let limitParameter = Parameter(name: "limit", schema: ["type": "integer", "minimum": 1, "maximum": 200])
+    static let mediaConversation = Parameter(name: "conversation_id", schema: string, required: true,
+                                             description: "the conversation the media belongs to")
+
+    static func ref(_ name: String) -> JSONValue { ["$ref": .string("#/components/schemas/\(name)")] }
+    static func array(_ items: JSONValue) -> JSONValue { ["type": "array", "items": items] }
+    static func nullable(_ schema: JSONValue) -> JSONValue { ["anyOf": [schema, ["type": "null"]]] }
+
+    /// An object with `properties`; `required` defaults to every property.
+    static func object(_ properties: [String: JSONValue], required: [String]? = nil) -> JSONValue {
+        let names = (required ?? properties.keys.sorted()).map { JSONValue.string($0) }
+        return ["type": "object", "properties": .object(properties), "required": .array(names)]
+    }
+
+    /// A call object with its `ice_configuration` (initiate, accept).
+    static func callWithICE(extra: [String: JSONValue]) -> JSONValue {
+        ["allOf": [ref("Call"), object(extra.merging(["ice_configuration": ref("ICEConfiguration")]) { $1 })]]
+    }
+
+    static let components: JSONValue = [
+        "securitySchemes": [
+            "jwt": ["type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "a user token (HS256, JWT_SECRET)"],
+            "apiKey": ["type": "http", "scheme": "bearer", "bearerFormat": "aiim_ API key",
+                       "description": "an AI agent's API key from POST /api/aiim/api_keys"],
+        ],
+        "schemas": [
+            "Error": object([
+                "error": object(["code": ["type": "string", "enum": .array(ErrorCode.allCases.map { .string($0.rawValue) })],
+                                 "message": string]),
+            ]),
+            "Message": object([
+                "message_id": string, "conversation_id": string, "sender_id": string, "type": string, "content": anyValue,
+                "created_at": timestamp, "seq": integer, "reply_to": nullable(string), "client_msg_id": nullable(string),
+                "edited_at": nullable(timestamp), "deleted_at": nullable(timestamp),
+                "stream": nullable(object(["stream_id": string,
+                                           "state": ["type": "string", "enum": ["streaming", "completed", "interrupted"]],
+                                           "chunk_count": integer])),
+                "generation": nullable(object(["state": ref("GenerationState"), "label": nullable(string),
+                                               "label_expires_at": nullable(timestamp), "offset": integer, "persisted_offset": integer,
+                                               "producer_id": string, "requester_id": nullable(string),
+                                               "stop_requested_by": nullable(string), "error": nullable(string)],
+                                              required: ["state", "offset", "persisted_offset", "producer_id"])),
+            ], required: ["message_id", "conversation_id", "sender_id", "type", "content", "created_at", "seq"]),
+            "Conversation": object([
+                "conversation_id": string, "type": string, "name": nullable(string), "created_at": timestamp,
+                "updated_at": timestamp, "last_seq": integer, "last_message": nullable(ref("Message")),
+                "unread_count": nullable(integer), "role": nullable(string),
+                "members": nullable(array(object(["user_id": string, "role": string, "last_read_seq": integer,
+                                                  "last_delivered_seq": integer]))),
+            ], required: ["conversation_id", "type", "created_at", "updated_at", "last_seq"]),
+            "MessagePage": object(["conversation_id": string, "messages": array(ref("Message")), "has_more": boolean]),
+            "Call": object([
+                "call_id": string, "conversation_id": string,
+                "status": ["type": "string", "enum": .array(CallStatus.allCases.map { .string($0.rawValue) })],
+                "call_type": ["type": "string", "enum": .array(CallType.allCases.map { .string($0.rawValue) })],
+                "initiator_id": string, "callee_id": string, "start_time": timestamp, "answer_time": nullable(timestamp),
+                "end_time": nullable(timestamp), "duration_sec": nullable(integer), "ended_by": nullable(string),
+                "participants": array(string), "version": integer,
+            ]),
+            "ICEConfiguration": object([
+                "iceServers": array(object(["urls": array(string), "username": nullable(string), "credential": nullable(string),
+                                            "credentialType": nullable(string)], required: ["urls"])),
+                "iceTransportPolicy": string, "bundlePolicy": string, "rtcpMuxPolicy": string, "iceCandidatePoolSize": integer,
+                "sdpSemantics": string, "ttl": nullable(integer), "realm": nullable(string),
+            ], required: ["iceServers", "iceTransportPolicy", "bundlePolicy", "rtcpMuxPolicy", "iceCandidatePoolSize", "sdpSemantics"]),
+            "GenerationState": ["type": "string", "enum": .array(GenerationState.allCases.map { .string($0.rawValue) })],
+            "GenerationSnapshot": object(["message": ref("Message"),
+                                          "deltas": nullable(array(["type": "object", "required": ["offset", "part"]]))],
+                                         required: ["message"]),
+            "GenerationAck": object(["message_id": string, "offset": integer, "persisted_offset": integer,
+                                     "state": ref("GenerationState"), "stop_requested": boolean]),
+        ],
+        "responses": [
+            "Error": ["description": "The JSON error body of docs/API.md",
+                      "content": ["application/json": ["schema": ref("Error")]]],
+        ],
+    ]
+
+    // MARK: the document
+
+    /// `{name}` segments of a path.
+    static func pathParameters(_ path: String) -> [String] {
+        path.split(separator: "/").compactMap { segment in
+            segment.hasPrefix("{") && segment.hasSuffix("}") ? String(segment.dropFirst().dropLast()) : nil
+        }
+    }
+
+    static func operationObject(_ op: Operation) -> JSONValue {
+        var parameters: [JSONValue] = pathParameters(op.path).map {
+            ["name": .string($0), "in": "path", "required": true, "schema": pathID]
+        }
+        parameters += op.query.map { p in
+            var o: [String: JSONValue] = ["name": .string(p.name), "in": "query", "required": .bool(p.required), "schema": p.schema]
+            if let d = p.description { o["description"] = .string(d) }
+            return .object(o)
+        }
+        var success: [String: JSONValue] = ["description": .string(op.status == 101 ? "Switching Protocols" : "OK")]
+        if let schema = op.response {
+            success["content"] = .object([op.contentType: ["schema": schema]])
+        }
+        var responses: [String: JSONValue] = [String(op.status): .object(success)]
+        let errors = op.secured ? securedErrors + op.errors : op.errors
+        for status in errors { responses[String(status)] = ["$ref": "#/components/responses/Error"] }
+        if op.path == "/ready" {
+            responses["503"] = ["description": "Not ready", "content": ["application/json": ["schema": object(
+                ["status": string, "reasons": ["type": "object", "additionalProperties": string]])]]]
+        }
+        var o: [String: JSONValue] = [
+            "operationId": .string(operationID(op)), "summary": .string(op.summary), "responses": .object(responses),
+        ]
+        if !parameters.isEmpty { o["parameters"] = .array(parameters) }
+        if op.secured { o["security"] = [["jwt": []], ["apiKey": []]] }
+        if let body = op.body {
+            o["requestBody"] = ["required": true, "content": ["application/json": ["schema": body]]]
+        }
+        return .object(o)
+    }
+
+    /// `get_api_aiim_messages_id`: unique per method and path.
+    static func operationID(_ op: Operation) -> String {
+        let words = op.path.split(whereSeparator: { !$0.isLetter && !$0.isNumber }).map(String.init)
+        return ([op.method] + (words.isEmpty ? ["root"] : words)).joined(separator: "_")
+    }
+
+    static let value: JSONValue = {
+        var paths: [String: [String: JSONValue]] = [:]
+        for op in operations { paths[op.path, default: [:]][op.method] = operationObject(op) }
+        return [
+            "openapi": "3.1.0",
+            "info": ["title": "AIIM", "version": .string("2.0.0"), "description": "See docs/API.md and docs/PROTOCOL.md"],
+            "paths": .object(paths.mapValues { .object($0) }),
+            "components": components,
+        ]
+    }()
+
+    static let document: String = value.jsonString()
 }

@@ -15,6 +15,11 @@ struct WebSocketEndpoint: Sendable {
 
     func add(to router: Router<AIIMRequestContext>) {
         router.ws("/api/aiim/ws") { request, context in
+            // A plain GET (no `Upgrade: websocket`) would otherwise be admitted and answered
+            // with an empty 200; it is a client error with the JSON body (docs/PROTOCOL.md).
+            guard Self.isUpgrade(request) else {
+                throw AIIMError.badRequest("this route needs a WebSocket upgrade (Upgrade: websocket)")
+            }
             let (token, subprotocol) = Self.token(request)
             guard let token else { throw AIIMError(.unauthorized, "authentication required") }
             let client = credentials.clientAddress(peer: context.channel.remoteAddress, headers: request.headers)
@@ -31,6 +36,12 @@ struct WebSocketEndpoint: Sendable {
                                            logger: context.logger)
             await session.run(inbound: inbound, outbound: outbound)
         }
+    }
+
+    /// Whether the request asks for a WebSocket upgrade.
+    static func isUpgrade(_ request: Request) -> Bool {
+        request.headers[.upgrade]?.lowercased().split(separator: ",")
+            .contains { $0.trimmingCharacters(in: .whitespaces) == "websocket" } ?? false
     }
 
     /// The token of a WebSocket upgrade: `Authorization: Bearer`, `Sec-WebSocket-Protocol:
