@@ -54,8 +54,6 @@ public struct TURNConfiguration: Sendable, CustomStringConvertible {
     public var turnsEnabled: Bool
     public var turnsPort: Int
 
-    static let placeholderSecrets: Set<String> = ["default_turn_secret", "changeme", "change_me", "secret", "password"]
-
     public init(env: Environment = Environment()) throws {
         turnServers = try env.list("TURN_SERVER").map(Self.normaliseTURNServer)
         secret = env.string("TURN_SECRET") ?? env.string("TURN_PASSWORD")
@@ -86,11 +84,9 @@ public struct TURNConfiguration: Sendable, CustomStringConvertible {
         }
     }
 
+    /// At least 16 bytes, no `CHANGE_ME…` placeholder, no well-known default (`Secrets`).
     static func checkSecret(_ s: String, name: String) throws {
-        guard s.utf8.count >= 16 else { throw ConfigurationError("\(name) is too weak: use at least 16 random bytes") }
-        guard !placeholderSecrets.contains(s.lowercased()) else {
-            throw ConfigurationError("\(name) looks like a placeholder; generate a random one")
-        }
+        try Secrets.check(s, name: name, minBytes: 16)
     }
 
     /// `turn:host:3478?transport=udp` → `host:3478`; a bare host gets the default port 3478.
