@@ -11,6 +11,14 @@ public struct CallsConfiguration: Sendable {
     /// `CALL_TIMER_INTERVAL_MS`: how often each replica scans PostgreSQL for expired calls and
     /// unpublished events. Default 1000.
     public var timerInterval: Duration
+    /// `CALL_MAX_DURATION_SECONDS`: an answered call still going this long after its answer is
+    /// ended by the timer (`completed`, `ended_by` null), so a call nothing else ends cannot hold
+    /// its participants forever. Default 14400 (4 h).
+    public var maxDuration: Double
+    /// `CALL_PRESENCE_CHECK_MS`: how often each replica checks that the participants of answered
+    /// calls still have a connection (the gateways' presence hash, which expires by itself when
+    /// their gateway dies); one without starts the disconnect grace. Default 5000.
+    public var presenceCheckInterval: Duration
     /// STUN/TURN servers and the TURN shared secret.
     public var turn: TURNConfiguration
 
@@ -24,6 +32,13 @@ public struct CallsConfiguration: Sendable {
         let interval = try env.int("CALL_TIMER_INTERVAL_MS", default: 1000)
         guard (10...60_000).contains(interval) else { throw ConfigurationError("CALL_TIMER_INTERVAL_MS must be 10-60000") }
         timerInterval = .milliseconds(interval)
+        maxDuration = try env.double("CALL_MAX_DURATION_SECONDS", default: 14_400)
+        guard maxDuration >= 1, maxDuration <= 604_800 else {
+            throw ConfigurationError("CALL_MAX_DURATION_SECONDS must be 1-604800 seconds")
+        }
+        let presenceCheck = try env.int("CALL_PRESENCE_CHECK_MS", default: 5000)
+        guard (10...600_000).contains(presenceCheck) else { throw ConfigurationError("CALL_PRESENCE_CHECK_MS must be 10-600000") }
+        presenceCheckInterval = .milliseconds(presenceCheck)
         turn = try TURNConfiguration(env: env)
     }
 }

@@ -48,7 +48,8 @@ public struct Gateway: Sendable {
         credentialGuard = CredentialGuard(credentials: credentials, perSecond: config.authFailuresPerSecond,
                                           trustedProxies: try TrustedProxies(config.trustedProxies))
         readiness = Readiness(components: ["redis"])
-        presence = PresenceTracker(redis: redis, instance: config.common.instanceID)
+        presence = PresenceTracker(redis: redis, instance: config.common.instanceID,
+                                   ttlSeconds: config.pingTimeoutSeconds + config.pingIntervalSeconds)
         frameLimiter = FrameRateLimiter(perSecond: config.rateLimitPerSecond)
         connectionLimits = ConnectionLimits(maxPerGateway: config.maxConnections, maxPerUser: config.maxConnectionsPerUser,
                                             presence: presence, logger: logger)
