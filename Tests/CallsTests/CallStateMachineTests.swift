@@ -122,6 +122,15 @@ import Testing
         #expect(failed.status == .failed && failed.durationSec == 25 && failed.disconnectDeadline == nil)
     }
 
+    @Test func theMaximumDurationCompletesOnlyAnsweredCallsPastIt() throws {
+        // Answered at t0 + 5; a 100 s limit.
+        #expect(try apply(.maxDuration(seconds: 100), .answered, by: nil, at: 104) == nil, "not yet")
+        let ended = try #require(try apply(.maxDuration(seconds: 100), .answered, by: nil, at: 105))
+        #expect(ended.status == .completed && ended.endedBy == nil && ended.durationSec == 100 && ended.version == 4)
+        #expect(try apply(.maxDuration(seconds: 100), .ringing, by: nil, at: 1000) == nil, "the ring timeout is for those")
+        #expect(try apply(.maxDuration(seconds: 100), .completed, by: nil, at: 1000) == nil)
+    }
+
     @Test func participantsDependOnTheState() {
         #expect(Self.call(.ringing).dto.participants == ["alice"])
         #expect(Self.call(.answered).dto.participants == ["alice", "bob"])

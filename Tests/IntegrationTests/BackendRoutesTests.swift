@@ -14,7 +14,7 @@ import Testing
     @Test func eachBackendHandlesItsCommandTypes() async throws {
         let messaging = try buildMessaging(env: try TestEnv.serviceEnvironment(), registry: PrometheusCollectorRegistry())
         #expect(try messaging.router().types == [
-            "apikey.create", "apikey.verify", "conversation.create", "conversation.get", "conversation.list",
+            "apikey.create", "apikey.list", "apikey.revoke", "apikey.verify", "conversation.create", "conversation.get", "conversation.list",
             "conversation.members.add", "conversation.members.remove",
             "generation.append", "generation.end", "generation.get", "generation.start", "generation.status", "generation.stop",
             "message.delete", "message.edit", "message.history",

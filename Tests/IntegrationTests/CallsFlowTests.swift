@@ -1,4 +1,5 @@
 import AIIMBackendKit
+import AIIMConfiguration
 import AIIMJSON
 import AIIMPostgres
 import AIIMProtocol
@@ -370,6 +371,74 @@ import Testing
         #expect(try await world.systemMessages(conv, as: alice, count: 6).last?["status"] == "failed")
     }
 
+    @Test func aParticipantWhoseGatewayIsKilledFailsTheCall() async throws {
+        let world = try await CallsWorld.start(env: ["CALL_DISCONNECT_GRACE": "1", "CALL_PRESENCE_CHECK_MS": "200"])
+        defer { world.stopInBackground() }
+        let alice = try await world.user("alice")
+        // Bob's only connection is on a real aiim-gateway process, which is then SIGKILLed: no
+        // close, no UserDisconnected; only his presence entry expiring (ping timeout + interval) tells.
+        let port = freePort()
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("calls-gw") + ".log")
+        let gateway = try CallsWorld.startGatewayProcess(port: port, log: log)
+        defer { kill(gateway.processIdentifier, SIGKILL) }
+        let ready = try await eventually(timeout: .seconds(30)) { (try? await world.stack.http("GET", port: port, "/ready").status) == 200 }
+        try #require(ready, "aiim-gateway did not become ready: \((try? String(contentsOf: log, encoding: .utf8))?.suffix(2000) ?? "")")
+        let bobID = uniqueName("bob"), bobToken = try await world.token(bobID)
+        let bob = CallsWorld.User(id: bobID, token: bobToken, device: try await WSTestClient.connect(port: port, token: bobToken),
+                                  tenant: world.tenant)
+        let conv = try await world.conversation(alice, [bob])
+        let callID = try await world.initiate(alice, conv, to: bob)
+        _ = try #require(await bob.device.waitFor { $0["type"] == "call.incoming" && $0["call_id"] == .string(callID) })
+        let accepted = try await bob.device.request(["type": "call.accept", "call_id": .string(callID)])
+        #expect(accepted?["status"] == "answered", "\(String(describing: accepted))")
+        // A live device answers the server's pings (the test client does not by itself).
+        let keepAlive = Task {  // unstructured: runs beside the waits below until cancelled
+            while !Task.isCancelled {
+                try? await bob.device.send(["type": "pong"])
+                try? await Task.sleep(for: .milliseconds(300))
+            }
+        }
+        defer { keepAlive.cancel() }
+        // Alive past its heartbeat: a connection that pongs keeps the call.
+        try await Task.sleep(for: .seconds(5))
+        #expect(try await world.stack.http("GET", "/api/aiim/calls/\(callID)/status", token: alice.token).json["status"] == "answered")
+        #expect(alice.device.frames(event: "call.participant_disconnected").isEmpty)
+
+        kill(gateway.processIdentifier, SIGKILL)
+        let gone = try await alice.device.waitFor(timeout: .seconds(30)) {
+            $0["type"] == "call.participant_disconnected" && $0["user_id"] == .string(bobID)
+        }
+        #expect(gone != nil, "the caller hears that the callee's last connection is gone")
+        let failed = try await alice.device.waitFor(timeout: .seconds(10)) { $0.isStatus(callID, "failed") }
+        #expect(failed != nil)
+        #expect(failed?["ended_by"] == .null)
+        let status = try await world.stack.http("GET", "/api/aiim/calls/\(callID)/status", token: alice.token)
+        #expect(status.json["status"] == "failed")
+        #expect(try await world.systemMessages(conv, as: alice, count: 3).last?["status"] == "failed")
+    }
+
+    @Test func answeredCallsEndAfterTheMaximumDuration() async throws {
+        let world = try await CallsWorld.start(env: ["CALL_MAX_DURATION_SECONDS": "2"])
+        defer { world.stopInBackground() }
+        let alice = try await world.user("alice"), bob = try await world.user("bob")
+        let conv = try await world.conversation(alice, [bob])
+        let callID = try await world.initiate(alice, conv, to: bob)
+        let accepted = try await bob.device.request(["type": "call.accept", "call_id": .string(callID)])
+        #expect(accepted?["status"] == "answered")
+        // Both stay connected and nobody hangs up: the limit ends the call, for both sides.
+        for device in [alice.device, bob.device] {
+            let ended = try await device.waitFor(timeout: .seconds(15)) { $0.isStatus(callID, "completed") }
+            #expect(ended?["ended_by"] == .null, "ended by the limit, not by a participant")
+            #expect((ended?["duration_sec"]?.intValue ?? 0) >= 2)
+            #expect(ended?["previous_status"] == "answered")
+        }
+        #expect(try await world.systemMessages(conv, as: alice, count: 3).last?["status"] == "completed")
+        // The conversation and both users are free again.
+        let again = try await alice.device.request(["type": "call.initiate", "conversation_id": .string(conv),
+                                                    "to_user_id": .string(bob.id)])
+        #expect(again?["type"] == "call.initiated")
+    }
+
     @Test func timersLiveInTheDatabaseNotInAProcess() async throws {
         let world = try await CallsWorld.start(env: ["CALL_RING_TIMEOUT": "2"])
         defer { world.stopInBackground() }
@@ -487,6 +556,28 @@ final class CallsWorld: Sendable {
     private init(stack: Stack, tenant: String, env: [String: String], database: PostgresClient) {
         self.stack = stack; self.tenant = tenant; self.env = env; self.database = database
         replicas = NIOLockedValueBox([])
+    }
+
+    /// Starts the built `aiim-gateway` executable (a real process a test can SIGKILL) on the
+    /// test Redis, with the JWT secret of the in-process gateways and a 1 s / 3 s heartbeat (presence TTL 4 s).
+    static func startGatewayProcess(port: Int, log: URL) throws -> Process {
+        let bin = try TestEnv.value("AIIM_TEST_BIN_DIR")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: bin).appendingPathComponent("aiim-gateway")
+        var env = ProcessInfo.processInfo.environment
+        env.merge(try TestEnv.serviceEnvironment().values) { $1 }
+        env["HTTP_PORT"] = String(port)
+        env["INSTANCE_ID"] = uniqueName("calls-gw")
+        env["WS_PING_INTERVAL"] = "1"
+        env["WS_PING_TIMEOUT"] = "3"
+        env["LOG_LEVEL"] = "warning"
+        p.environment = env
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let out = try FileHandle(forWritingTo: log)
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        return p
     }
 
     func startCalls(replicas count: Int) async throws {

@@ -106,8 +106,13 @@ struct MediaStack: Sendable {
         try await db.query("SELECT object_key FROM media WHERE media_id = $1", [mediaID]).first?.optional("object_key")
     }
 
+    /// Whether the media has an object: at its upload key, or at the key its row names (a
+    /// verified media is served from a copy under `verified/`).
     func objectExists(conversation: String, mediaID: String) async throws -> Bool {
-        try await primary.storage.headObject("conversations/\(conversation)/media/\(mediaID)") != nil
+        var keys = ["conversations/\(conversation)/media/\(mediaID)"]
+        if let key = try await objectKey(mediaID), !keys.contains(key) { keys.append(key) }
+        for key in keys where try await primary.storage.headObject(key) != nil { return true }
+        return false
     }
 
     /// Runs `body` with a gateway and `replicas` media services (and messaging, if asked).
@@ -458,10 +463,12 @@ struct MediaFlowTests {
             var r = try await delete(byBob, as: "carol")
             #expect(r.status == 403 && r.json["error"]?["code"]?.stringValue == "forbidden")
             #expect(try await stack.objectExists(conversation: conversation, mediaID: byBob))
+            let bobKey = try #require(await stack.objectKey(byBob))
             r = try await delete(byBob, as: "bob")
             #expect(r.status == 200)
             #expect(r.json["status"]?.stringValue == "deleted" && r.json["media_id"]?.stringValue == byBob)
             #expect(try await !stack.objectExists(conversation: conversation, mediaID: byBob))
+            #expect(try await stack.primary.storage.headObject(bobKey) == nil, "the served object is gone")
             r = try await delete(byBob, as: "bob")
             #expect(r.status == 404 && r.json["error"]?["code"]?.stringValue == "not_found")
             r = try await stack.call(.get, "/api/aiim/media/\(byBob)/download?conversation_id=\(conversation)", as: "bob")
@@ -478,6 +485,72 @@ struct MediaFlowTests {
             #expect(r.status == 200)
             r = try await stack.complete("bob", conversation: conversation, mediaID: pending, hash: mediaSHA256(voice), size: voice.count)
             #expect(r.status == 404)
+        }
+    }
+
+    @Test("a PUT to the upload URL after verification never changes what is served")
+    func verifiedContentIsPinned() async throws {
+        try await MediaStack.run { stack in
+            let conversation = try await stack.conversation(owner: "alice", members: ["bob"])
+            let voice = MediaSamples.wav(milliseconds: 300)
+            let token = try await stack.uploadToken("alice", conversation: conversation, filename: "v.wav", type: "audio/wav",
+                                                    size: voice.count)
+            let mediaID = try #require(token.json["media_id"]?.stringValue)
+            let uploadURL = try #require(token.json["upload_url"]?.stringValue)
+            let original = try MediaTempFile(voice)
+            defer { original.remove() }
+            #expect(try await SystemCurlClient.put(file: original.url, to: uploadURL, contentType: "audio/wav") == 200)
+            let done = try await stack.complete("alice", conversation: conversation, mediaID: mediaID, hash: mediaSHA256(voice),
+                                                size: voice.count)
+            #expect(done.status == 200, "\(done.json.jsonString())")
+
+            // Same length, same type, other bytes, through the URL that is still valid.
+            var other = voice
+            for i in 100..<other.count { other[i] = 0x55 }
+            let replacement = try MediaTempFile(other)
+            defer { replacement.remove() }
+            #expect(try await SystemCurlClient.put(file: replacement.url, to: uploadURL, contentType: "audio/wav") == 200)
+
+            let link = try await stack.call(.get, "/api/aiim/media/\(mediaID)/download?conversation_id=\(conversation)", as: "bob")
+            #expect(link.status == 200)
+            let fetched = try await SystemCurlClient.get(try #require(link.json["download_url"]?.stringValue))
+            #expect(fetched.status == 200)
+            #expect(fetched.body == voice, "the verified bytes are served, not the later upload")
+            let meta = try await stack.call(.get, "/api/aiim/media/\(mediaID)/metadata?conversation_id=\(conversation)", as: "bob")
+            #expect(meta.json["metadata"]?["sha256"]?.stringValue == mediaSHA256(voice))
+        }
+    }
+
+    @Test("a PUT through the still-valid URL after a delete is swept: no orphan object")
+    func reuploadAfterDeleteIsSwept() async throws {
+        try await MediaStack.run(["MEDIA_URL_EXPIRE_SECONDS": "3", "MEDIA_UPLOAD_GRACE_SECONDS": "0",
+                                  "MEDIA_CLEANUP_INTERVAL_SECONDS": "3600"]) { stack in
+            let conversation = try await stack.conversation(owner: "alice", members: [])
+            let voice = MediaSamples.wav(milliseconds: 100)
+            let token = try await stack.uploadToken("alice", conversation: conversation, filename: "r.wav", type: "audio/wav",
+                                                    size: voice.count)
+            let mediaID = try #require(token.json["media_id"]?.stringValue)
+            let uploadURL = try #require(token.json["upload_url"]?.stringValue)
+            let file = try MediaTempFile(voice)
+            defer { file.remove() }
+            #expect(try await SystemCurlClient.put(file: file.url, to: uploadURL, contentType: "audio/wav") == 200)
+            let done = try await stack.complete("alice", conversation: conversation, mediaID: mediaID, hash: mediaSHA256(voice),
+                                                size: voice.count)
+            #expect(done.status == 200, "\(done.json.jsonString())")
+            let served = try #require(await stack.objectKey(mediaID))
+            let deleted = try await stack.call(.delete, "/api/aiim/media/\(mediaID)?conversation_id=\(conversation)", as: "alice")
+            #expect(deleted.status == 200)
+
+            // The URL is still valid: the same bytes land at the upload key again.
+            let uploadKey = "conversations/\(conversation)/media/\(mediaID)"
+            #expect(try await SystemCurlClient.put(file: file.url, to: uploadURL, contentType: "audio/wav") == 200)
+            #expect(try await stack.primary.storage.headObject(uploadKey) != nil)
+            try await Task.sleep(for: .seconds(4))  // past the URL's expiry (grace 0)
+            _ = try await stack.primary.sweepExpiredUploads()
+            #expect(try await stack.primary.storage.headObject(uploadKey) == nil, "the late upload was swept")
+            #expect(try await stack.primary.storage.headObject(served) == nil)
+            let left = try await stack.db.query("SELECT media_id FROM media WHERE conversation_id = $1", [conversation])
+            #expect(left.rows.isEmpty, "no row is left behind either")
         }
     }
 

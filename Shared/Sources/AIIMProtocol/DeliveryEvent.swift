@@ -23,10 +23,13 @@ public struct DeliveryEvent: Codable, Sendable {
     public var generation: GenerationRoute?
     /// The `message.created` event of an answer: devices that get it watch the answer from offset 0.
     public var generationStart: String?
+    /// An API key (its SHA-256) was revoked: every gateway forgets it and closes the sockets the
+    /// recipients (the key's bot user) opened with it (4003), after delivering the frame.
+    public var revokedKey: String?
 
     enum CodingKeys: String, CodingKey {
         case tenantID = "t", recipients = "r", conversationId = "c", seq = "s", frameText = "ft", excludeConnection = "x"
-        case membership = "m", reply = "rp", generation = "g", generationStart = "gs"
+        case membership = "m", reply = "rp", generation = "g", generationStart = "gs", revokedKey = "rk"
     }
 
     public init(tenantID: String, recipients: [String], conversationId: String? = nil, seq: Int64? = nil,

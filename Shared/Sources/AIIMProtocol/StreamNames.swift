@@ -16,3 +16,11 @@ public enum StreamNames {
     /// Consumer group of a service on its command stream.
     public static func group(_ service: ServiceName) -> String { service.rawValue }
 }
+
+/// Redis keys that more than one service reads.
+public enum PresenceKeys {
+    /// The hash of a user's live WebSocket connections on every gateway (field: connection id,
+    /// value: gateway instance). Its gateways refresh its TTL while a connection lives, so it
+    /// disappears by itself when they die (SIGKILL included); the calls service watches it.
+    public static func user(tenant: String, user: String) -> String { "aiim:presence:\(tenant):\(user)" }
+}

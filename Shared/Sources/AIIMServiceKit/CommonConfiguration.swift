@@ -48,6 +48,8 @@ public struct CommonConfiguration: Sendable {
         redisTLSKeyFile = env.string("REDIS_TLS_KEY_FILE")
         databaseURL = env.string("DATABASE_URL")
         if requireDatabase && databaseURL == nil { throw ConfigurationError("DATABASE_URL is required") }
+        try Secrets.checkURLPassword(redisURL, name: "REDIS_URL")
+        if let databaseURL { try Secrets.checkURLPassword(databaseURL, name: "DATABASE_URL") }
         httpHost = env.string("HTTP_HOST", default: "0.0.0.0")!
         httpPort = try env.int("HTTP_PORT", default: 8080)
         logLevel = env.string("LOG_LEVEL", default: "info")!.lowercased()

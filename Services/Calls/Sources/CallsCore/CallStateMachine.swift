@@ -50,6 +50,8 @@ enum CallAction: Sendable, Equatable {
     case ringTimeout
     /// The timer: a participant stayed disconnected past the grace period.
     case disconnectTimeout
+    /// The timer: the call has been answered for `seconds` (`CALL_MAX_DURATION_SECONDS`).
+    case maxDuration(seconds: Double)
 
     /// For logs and metrics.
     var name: String {
@@ -60,6 +62,7 @@ enum CallAction: Sendable, Equatable {
         case .hangup: "hangup"
         case .ringTimeout: "ring_timeout"
         case .disconnectTimeout: "disconnect_timeout"
+        case .maxDuration: "max_duration"
         }
     }
 }
@@ -71,6 +74,7 @@ enum CallAction: Sendable, Equatable {
 ///     initiated/ringing ─caller hangup→ cancelled
 ///     initiated/ringing ─ring timeout→ missed
 ///     initiated/ringing/answered ─disconnect grace over→ failed
+///     answered ─CALL_MAX_DURATION_SECONDS after the answer→ completed (ended by nobody)
 ///     (busy is created final by `initiate`)
 enum CallStateMachine {
     /// The call after `action` by `actor` (nil: the timer) at `now`, or nil when the action
@@ -122,6 +126,10 @@ enum CallStateMachine {
         case .disconnectTimeout:
             guard call.status.isActive, let deadline = call.disconnectDeadline, deadline <= now else { return nil }
             end(&next, .failed, by: nil, now: now)
+        case .maxDuration(let seconds):
+            guard call.status == .answered, let answered = call.answerTime,
+                  answered.addingTimeInterval(seconds) <= now else { return nil }
+            end(&next, .completed, by: nil, now: now)
         }
         next.version += 1
         return next

@@ -126,22 +126,26 @@ struct CallStore: Sendable {
     }
 
     /// The timer: ends calls whose ring deadline (missed) or disconnect deadline (failed)
-    /// passed. Rows another replica (or a command) holds are skipped and taken next time.
+    /// passed, and answered calls older than `CALL_MAX_DURATION_SECONDS` (completed). Rows
+    /// another replica (or a command) holds are skipped and taken next time.
     func expireDue(limit: Int = 50) async throws -> [(CallRecord, Outbox)] {
         try await postgres.withTransaction { conn in
             let rows = try conn.query("""
                 SELECT \(Self.columns), now() AS db_now FROM calls
                 WHERE (status IN ('initiated', 'ringing') AND ring_deadline <= now())
                    OR (status IN \(Self.activeList) AND disconnect_deadline <= now())
+                   OR (status IN \(Self.activeList) AND status = 'answered'
+                       AND answer_time + make_interval(secs => $2) <= now())
                 ORDER BY call_id LIMIT $1 FOR UPDATE SKIP LOCKED
-                """, [limit]).rows
+                """, [limit, config.maxDuration]).rows
             var out: [(CallRecord, Outbox)] = []
             for row in rows {
                 let call = try Self.record(row)
                 let now: Date = try row.decode("db_now")
                 let lost = call.disconnectDeadline.map { $0 <= now } ?? false
-                guard let next = try CallStateMachine.apply(lost ? .disconnectTimeout : .ringTimeout, to: call,
-                                                            actor: nil, now: now) else { continue }
+                let action: CallAction = lost ? .disconnectTimeout
+                    : call.status == .answered ? .maxDuration(seconds: config.maxDuration) : .ringTimeout
+                guard let next = try CallStateMachine.apply(action, to: call, actor: nil, now: now) else { continue }
                 try save(conn, next)
                 out.append((next, try write(conn, call.callID, CallEvents.transition(from: call, to: next, actor: nil))))
             }
@@ -183,6 +187,18 @@ struct CallStore: Sendable {
                 ])
             }
             return outbox
+        }
+    }
+
+    /// Participants of answered calls who are not already counted as disconnected: the users
+    /// whose presence the timer checks.
+    func connectedParticipants(limit: Int = 1000) async throws -> [Actor] {
+        try await postgres.withConnection { conn in
+            try conn.query("""
+                SELECT DISTINCT p.tenant_id, p.user_id FROM call_participants p JOIN calls c ON c.call_id = p.call_id
+                WHERE p.active AND p.disconnected_at IS NULL AND c.status = 'answered'
+                LIMIT $1
+                """, [limit]).rows.map { Actor(userID: try $0.decode("user_id"), tenantID: try $0.decode("tenant_id")) }
         }
     }
 

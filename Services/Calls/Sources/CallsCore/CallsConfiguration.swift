@@ -11,6 +11,14 @@ public struct CallsConfiguration: Sendable {
     /// `CALL_TIMER_INTERVAL_MS`: how often each replica scans PostgreSQL for expired calls and
     /// unpublished events. Default 1000.
     public var timerInterval: Duration
+    /// `CALL_MAX_DURATION_SECONDS`: an answered call still going this long after its answer is
+    /// ended by the timer (`completed`, `ended_by` null), so a call nothing else ends cannot hold
+    /// its participants forever. Default 14400 (4 h).
+    public var maxDuration: Double
+    /// `CALL_PRESENCE_CHECK_MS`: how often each replica checks that the participants of answered
+    /// calls still have a connection (the gateways' presence hash, which expires by itself when
+    /// their gateway dies); one without starts the disconnect grace. Default 5000.
+    public var presenceCheckInterval: Duration
     /// STUN/TURN servers and the TURN shared secret.
     public var turn: TURNConfiguration
 
@@ -24,6 +32,13 @@ public struct CallsConfiguration: Sendable {
         let interval = try env.int("CALL_TIMER_INTERVAL_MS", default: 1000)
         guard (10...60_000).contains(interval) else { throw ConfigurationError("CALL_TIMER_INTERVAL_MS must be 10-60000") }
         timerInterval = .milliseconds(interval)
+        maxDuration = try env.double("CALL_MAX_DURATION_SECONDS", default: 14_400)
+        guard maxDuration >= 1, maxDuration <= 604_800 else {
+            throw ConfigurationError("CALL_MAX_DURATION_SECONDS must be 1-604800 seconds")
+        }
+        let presenceCheck = try env.int("CALL_PRESENCE_CHECK_MS", default: 5000)
+        guard (10...600_000).contains(presenceCheck) else { throw ConfigurationError("CALL_PRESENCE_CHECK_MS must be 10-600000") }
+        presenceCheckInterval = .milliseconds(presenceCheck)
         turn = try TURNConfiguration(env: env)
     }
 }
@@ -53,8 +68,6 @@ public struct TURNConfiguration: Sendable, CustomStringConvertible {
     /// The TURN host must then be a name that matches coturn's certificate.
     public var turnsEnabled: Bool
     public var turnsPort: Int
-
-    static let placeholderSecrets: Set<String> = ["default_turn_secret", "changeme", "change_me", "secret", "password"]
 
     public init(env: Environment = Environment()) throws {
         turnServers = try env.list("TURN_SERVER").map(Self.normaliseTURNServer)
@@ -86,11 +99,9 @@ public struct TURNConfiguration: Sendable, CustomStringConvertible {
         }
     }
 
+    /// At least 16 bytes, no `CHANGE_ME…` placeholder, no well-known default (`Secrets`).
     static func checkSecret(_ s: String, name: String) throws {
-        guard s.utf8.count >= 16 else { throw ConfigurationError("\(name) is too weak: use at least 16 random bytes") }
-        guard !placeholderSecrets.contains(s.lowercased()) else {
-            throw ConfigurationError("\(name) looks like a placeholder; generate a random one")
-        }
+        try Secrets.check(s, name: name, minBytes: 16)
     }
 
     /// `turn:host:3478?transport=udp` → `host:3478`; a bare host gets the default port 3478.

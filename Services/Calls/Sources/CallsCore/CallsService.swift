@@ -155,6 +155,28 @@ public struct CallsService: BackendService {
         }
     }
 
+    /// A participant of an answered call whose presence hash is gone (their gateway died
+    /// without telling anyone: SIGKILL, power loss) counts as disconnected from now, exactly as
+    /// if the gateway had sent `UserDisconnected`: the grace starts, and the call fails unless
+    /// they come back. A later connection's `UserReconnected` stops the grace as usual.
+    func checkPresence() async {
+        do {
+            let participants = try await store.connectedParticipants()
+            guard !participants.isEmpty else { return }
+            let replies = try await runtime.redis.pipeline(participants.map {
+                ["EXISTS", PresenceKeys.user(tenant: $0.tenantID, user: $0.userID)]
+            })
+            let now = Date()
+            for (actor, reply) in zip(participants, replies) where reply.int == 0 {
+                runtime.logger.notice("call participant has no connection left; disconnect grace starts",
+                                      metadata: ["call.user": "\(actor.userID)"])
+                await publish(try await store.presence(actor, at: now, disconnected: true))
+            }
+        } catch {
+            runtime.logger.warning("call presence check failed", metadata: ["error": "\(error)"])
+        }
+    }
+
     func record(_ call: CallRecord, action: String) {
         runtime.logger.info("call transition", metadata: [
             "call.id": "\(call.callID)", "call.status": "\(call.status.rawValue)", "call.action": "\(action)",
@@ -165,15 +187,24 @@ public struct CallsService: BackendService {
 
 }
 
-/// Ring timeouts, disconnect grace periods and the outbox relay. State lives in PostgreSQL,
+/// Ring timeouts, disconnect grace periods, maximum durations, the presence check of answered
+/// calls and the outbox relay. State lives in PostgreSQL,
 /// so every replica runs this loop and `FOR UPDATE SKIP LOCKED` shares the work: a replica
 /// that dies loses nothing.
 struct CallTimers: Service {
     let calls: CallsService
 
     func run() async throws {
+        let clock = ContinuousClock()
+        var nextPresenceCheck = clock.now
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            if calls.runtime.readiness.isUp("migrations") { await calls.tick() }
+            if calls.runtime.readiness.isUp("migrations") {
+                await calls.tick()
+                if clock.now >= nextPresenceCheck {
+                    await calls.checkPresence()
+                    nextPresenceCheck = clock.now.advanced(by: calls.config.presenceCheckInterval)
+                }
+            }
             let interval = calls.config.timerInterval
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }

@@ -10,8 +10,8 @@ public struct Identity: Sendable, Equatable {
     public var tenantID: String
     /// True for an AI agent authenticated with an API key.
     public var isBot: Bool
-    /// When the credential stops being valid (a JWT's `exp`); nil for API keys, which do not
-    /// expire. A WebSocket opened with it is closed then (4003).
+    /// When the credential stops being valid (a JWT's `exp`, an API key's `expires_at`); nil
+    /// for API keys without expiry. A WebSocket opened with it is closed then (4002).
     public var expiresAt: Date?
 
     public init(userID: String, tenantID: String, isBot: Bool, expiresAt: Date? = nil) {
@@ -77,7 +77,8 @@ public struct Authenticator: Sendable {
 }
 
 /// Turns a bearer token into an identity: a user token (JWT, verified here) or an AI agent's API
-/// key (`aiim_…`, verified by messaging and cached for a minute).
+/// key (`aiim_…`, verified by messaging and cached for a minute, or until the key's revocation
+/// event or its expiry, whichever comes first).
 public struct Credentials: Sendable {
     let tokens: Authenticator
     let backends: Backends
@@ -92,16 +93,24 @@ public struct Credentials: Sendable {
     public func identity(for token: String) async throws -> Identity {
         guard token.hasPrefix(APIKeys.prefix) else { return try await tokens.verify(token) }
         let hash = APIKeys.hash(token)
-        if let (identity, at) = apiKeyCache.withLockedValue({ $0[hash] }), ContinuousClock.now - at < .seconds(60) {
+        if let (identity, at) = apiKeyCache.withLockedValue({ $0[hash] }), ContinuousClock.now - at < .seconds(60),
+           identity.expiresAt.map({ $0 > Date() }) ?? true {
             return identity
         }
-        let actor = try await backends.call(VerifyAPIKey(keyHash: hash))
-        let identity = Identity(userID: actor.userID, tenantID: actor.tenantID, isBot: true)
+        let verified = try await backends.call(VerifyAPIKey(keyHash: hash))
+        let identity = Identity(userID: verified.actor.userID, tenantID: verified.actor.tenantID, isBot: true,
+                                expiresAt: verified.expiresAt)
         apiKeyCache.withLockedValue { cache in
             if cache.count > 10_000 { cache.removeAll() }
             cache[hash] = (identity, .now)
         }
         return identity
+    }
+
+    /// A key was revoked (the revocation event reached this gateway): it is checked afresh
+    /// next time, and refused.
+    func forget(apiKeyHash hash: String) {
+        _ = apiKeyCache.withLockedValue { $0.removeValue(forKey: hash) }
     }
 }
 

@@ -47,15 +47,17 @@ public struct Gateway: Sendable {
         bus = BusClient(redis: redis, instance: config.common.instanceID, maxLength: config.common.streamMaxLength, logger: logger)
         backends = Backends(bus: bus, timeout: .milliseconds(config.busTimeoutMillis))
         auth = await Authenticator(secret: config.jwtSecret, issuer: config.jwtIssuer, defaultTenant: config.defaultTenant)
-        credentials = Credentials(tokens: auth, backends: backends)
+        let credentials = Credentials(tokens: auth, backends: backends)
+        self.credentials = credentials
         credentialGuard = CredentialGuard(credentials: credentials, perSecond: config.authFailuresPerSecond,
                                           trustedProxies: try TrustedProxies(config.trustedProxies))
         readiness = Readiness(components: ["redis"])
-        presence = PresenceTracker(redis: redis, instance: config.common.instanceID)
+        presence = PresenceTracker(redis: redis, instance: config.common.instanceID,
+                                   ttlSeconds: config.pingTimeoutSeconds + config.pingIntervalSeconds)
         frameLimiter = FrameRateLimiter(perSecond: config.rateLimitPerSecond)
         connectionLimits = ConnectionLimits(maxPerGateway: config.maxConnections, maxPerUser: config.maxConnectionsPerUser,
                                             presence: presence, logger: logger)
-        hub = DeliveryHub(logger: logger, backends: backends)
+        hub = DeliveryHub(logger: logger, backends: backends, forgetKey: { credentials.forget(apiKeyHash: $0) })
         events = StreamTail(redis: redis, stream: StreamNames.events, logger: logger) { [hub] entries in
             await hub.dispatch(entries)
         }

@@ -61,10 +61,8 @@ public struct GatewayConfiguration: Sendable {
         guard let secret = env.string("JWT_SECRET") else {
             throw ConfigurationError("JWT_SECRET is required (at least 32 bytes of random data)")
         }
-        guard secret.utf8.count >= 32 else {
-            throw ConfigurationError("JWT_SECRET is too weak: it must be at least 32 bytes (got \(secret.utf8.count))")
-        }
-        guard !["change_me", "changeme", "secret"].contains(where: { secret.lowercased().hasPrefix($0) }) else {
+        try Secrets.check(secret, name: "JWT_SECRET", minBytes: 32)
+        guard !secret.lowercased().hasPrefix("secret") else {
             throw ConfigurationError("JWT_SECRET looks like a placeholder; generate a random one")
         }
         jwtSecret = secret

@@ -1,3 +1,4 @@
+import AIIMProtocol
 import AIIMRedis
 import NIOConcurrencyHelpers
 
@@ -7,9 +8,13 @@ import NIOConcurrencyHelpers
 struct PresenceTracker: Sendable {
     let redis: RedisClient
     let instance: String
-    static let ttlSeconds = 90
+    /// Life of the hash after its last refresh: `WS_PING_TIMEOUT + WS_PING_INTERVAL` (80 s by
+    /// default). Every live connection refreshes it each ping interval, and one silent for the
+    /// ping timeout is closed anyway; so after a gateway dies (even SIGKILL) its users' entries
+    /// are gone within that time, which is what the calls service watches for.
+    let ttlSeconds: Int
 
-    func key(_ tenant: String, _ user: String) -> String { "aiim:presence:\(tenant):\(user)" }
+    func key(_ tenant: String, _ user: String) -> String { PresenceKeys.user(tenant: tenant, user: user) }
 
     /// Records a connection; returns how many the user has now on every gateway, this one
     /// included (1: the user came online). The WebSocket upgrade claims before it answers, so
@@ -17,7 +22,7 @@ struct PresenceTracker: Sendable {
     func claim(_ identity: Identity, connectionID: String) async throws -> Int {
         let k = key(identity.tenantID, identity.userID)
         let r = try await redis.pipeline([
-            ["HSET", k, connectionID, instance], ["EXPIRE", k, String(Self.ttlSeconds)], ["HLEN", k],
+            ["HSET", k, connectionID, instance], ["EXPIRE", k, String(ttlSeconds)], ["HLEN", k],
         ])
         return Int(r.last?.int ?? 1)
     }
@@ -35,7 +40,7 @@ struct PresenceTracker: Sendable {
     }
 
     func refresh(_ identity: Identity) async throws {
-        try await redis.command(["EXPIRE", key(identity.tenantID, identity.userID), String(Self.ttlSeconds)])
+        try await redis.command(["EXPIRE", key(identity.tenantID, identity.userID), String(ttlSeconds)])
     }
 
     func online(_ users: [String], tenant: String) async throws -> [Bool] {

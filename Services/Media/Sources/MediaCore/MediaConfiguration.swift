@@ -45,6 +45,9 @@ public struct MediaConfiguration: Sendable {
         } catch let error as S3Error {
             throw ConfigurationError("storage configuration: \(error.logDetail)")
         }
+        // MinIO's own minimums (3 / 8 characters); placeholders and `minioadmin` are refused.
+        try Secrets.check(storage.accessKey, name: "MINIO_ACCESS_KEY", minBytes: 3)
+        try Secrets.check(storage.secretKey, name: "MINIO_SECRET_KEY", minBytes: 8)
         maxFileSize = Int64(try env.int("MEDIA_MAX_FILE_SIZE", default: 52_428_800))
         guard maxFileSize > 0 else { throw ConfigurationError("MEDIA_MAX_FILE_SIZE must be a positive number of bytes") }
         let listed = env.list("MEDIA_ALLOWED_TYPES")

@@ -179,40 +179,59 @@ public struct MediaService: BackendService {
             throw AIIMError(.unsupportedMediaType, "the file was uploaded as \(storedType), not \(media.contentType)")
         }
 
+        // What is verified, and later served, is a server-side copy under a key of this attempt
+        // that no presigned URL can write: a PUT to the upload URL after (or during) this
+        // verification can never change what downloads get. The key has a row before the copy
+        // exists, so a copy this attempt leaves behind (crash, lost race) is swept.
         let start = ContinuousClock.now
+        let verifiedKey = MediaIDs.verifiedKey(conversationID: media.conversationID, mediaID: mediaID)
+        let reservation = try await store.reserveKey(verifiedKey, for: media)
         let inspection: UploadInspection
         do {
-            inspection = try await inspect(media.objectKey, limit: media.size, log)
+            try await storage.copyObject(from: media.objectKey, to: verifiedKey, logger: log)
+            inspection = try await inspect(verifiedKey, limit: media.size, log)
         } catch is UploadTooLarge {
+            await dropCopy(verifiedKey, log)
             await discard(media, log, reason: "size_mismatch")
             throw AIIMError.validation("the uploaded file is larger than the declared \(media.size) bytes")
         } catch let error as S3Error where error.code == .notFound {
+            await dropCopy(verifiedKey, log)
             throw AIIMError.notFound("no file was uploaded for this media_id; upload it to upload_url first")
         } catch {
+            await dropCopy(verifiedKey, log)
             throw storageFailure(error, log)
         }
         Timer(label: "aiim_media_verify_seconds").recordNanoseconds(start.elapsedNanoseconds)
         guard inspection.size == media.size else {
+            await dropCopy(verifiedKey, log)
             await discard(media, log, reason: "size_mismatch")
             throw AIIMError.validation("the uploaded file is \(inspection.size) bytes, not the declared \(media.size)")
         }
         guard inspection.sha256 == fileHash else {
+            await dropCopy(verifiedKey, log)
             await discard(media, log, reason: "hash_mismatch")
             throw AIIMError.validation("file_hash does not match the uploaded file")
         }
         let canonical = MediaTypes.canonical(media.contentType)
         guard MediaTypes.contentFits(inspection.format, canonicalType: canonical) else {
+            await dropCopy(verifiedKey, log)
             await discard(media, log, reason: "content_mismatch")
             throw AIIMError(.unsupportedMediaType, "the uploaded bytes are not \(canonical)")
         }
         let durationMs = canonical.hasPrefix("audio/") || canonical.hasPrefix("video/") ? inspection.durationMs : nil
         guard let ready = try await store.markReady(
-            mediaID: mediaID, sha256: inspection.sha256, size: inspection.size, durationMs: durationMs, etag: stored.etag)
+            mediaID: mediaID, sha256: inspection.sha256, size: inspection.size, durationMs: durationMs, etag: stored.etag,
+            verifiedKey: verifiedKey, reservation: reservation)
         else {
             // Lost a race with a delete, the sweeper, or another complete of the same upload.
+            await dropCopy(verifiedKey, log)
             let now = try await visibleMedia(command.actor, conversationID: conversationID, mediaID: mediaID)
             if now.isReady, now.sha256 == fileHash { return Self.result(now) }
             throw AIIMError(.invalidState, "the upload token has expired; request a new one")
+        }
+        // The upload key is no longer served; its own row sweeps anything PUT there later.
+        do { try await storage.deleteObject(media.objectKey, logger: log) } catch {
+            log.warning("cannot delete the verified upload's original now; the sweeper will", metadata: ["media.error": "\(error)"])
         }
         Counter(label: "aiim_media_uploads_total", dimensions: [("result", "ready")]).increment()
         log.info("upload verified", metadata: [
@@ -220,6 +239,14 @@ public struct MediaService: BackendService {
             "media.duration_ms": "\(durationMs.map(String.init) ?? "-")",
         ])
         return Self.result(ready)
+    }
+
+    /// Deletes a verification copy that will not be served (its reservation row stays until
+    /// swept, which deletes it again if this fails).
+    private func dropCopy(_ key: String, _ log: Logger) async {
+        do { try await storage.deleteObject(key, logger: log) } catch {
+            log.warning("cannot delete a verification copy now; the sweeper will", metadata: ["media.error": "\(error)"])
+        }
     }
 
     /// Streams the object once through the hasher, sniffer and duration parser.
@@ -362,6 +389,12 @@ enum MediaIDs {
 
     static func objectKey(conversationID: String, mediaID: String) -> String {
         "conversations/\(conversationID)/media/\(mediaID)"
+    }
+
+    /// Where one verification attempt copies an upload: a key of its own (concurrent completes
+    /// never share one), under a prefix no presigned upload URL is ever signed for.
+    static func verifiedKey(conversationID: String, mediaID: String) -> String {
+        "conversations/\(conversationID)/verified/\(mediaID)-\(make().dropFirst("media_".count))"
     }
 }
 

@@ -111,22 +111,84 @@ struct MediaStore: Sendable {
                                    size: try row.decode("size"))
     }
 
+    /// How long a reserved key (see `reserveKey`) is safe from the sweeper: longer than any
+    /// verification (storage transfers are bounded by their timeouts).
+    static let reservationSeconds = 3600
+
+    /// Gives `key` a row before any object can exist there (every object in the bucket has one):
+    /// a cancelled pending row (`deleted_at` set) of a fresh id, which the sweeper removes with
+    /// its object an hour after its `expires_at` unless `markReady` hands the key to the media.
+    /// Returns the reservation's id.
+    func reserveKey(_ key: String, for media: MediaRecord) async throws -> String {
+        let id = MediaIDs.make()
+        try await db.query("""
+            INSERT INTO media (media_id, tenant_id, conversation_id, uploader_id, status, content_type, size,
+                               original_filename, object_key, expires_at, deleted_at)
+            VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, now() + make_interval(secs => $9), now())
+            """, [id, media.tenantID, media.conversationID, media.uploaderID, media.contentType, media.size, media.filename,
+                  key, Self.reservationSeconds])
+        return id
+    }
+
+    struct LostRace: Error {}
+
     /// `pending` → `ready`, unless the upload was cancelled, claimed by the sweeper or is past its
     /// grace period in the meantime. Returns the ready record, or nil if it lost that race.
-    func markReady(mediaID: String, sha256: String, size: Int64, durationMs: Int?, etag: String?) async throws -> MediaRecord? {
+    ///
+    /// The media moves to `verifiedKey` (the server-side copy that was verified, reserved as
+    /// `reservation`), which no presigned URL can write. The upload key keeps a cancelled row of
+    /// its own until its URL expired plus the grace period, so whatever is still PUT there is swept.
+    func markReady(mediaID: String, sha256: String, size: Int64, durationMs: Int?, etag: String?, verifiedKey: String,
+                   reservation: String) async throws -> MediaRecord? {
         let sql = """
-            UPDATE media m SET status = 'ready', sha256 = $2, size = $3, duration_ms = $4, etag = $5, completed_at = now()
+            UPDATE media m SET status = 'ready', sha256 = $2, size = $3, duration_ms = $4, etag = $5, completed_at = now(),
+                object_key = $7
             WHERE m.media_id = $1 AND m.status = 'pending' AND m.deleted_at IS NULL AND m.sweep_claimed_until IS NULL
               AND m.expires_at >= now() - make_interval(secs => $6)
             RETURNING \(MediaRecord.columns.replacingOccurrences(of: "$GRACE", with: "$6"))
             """
-        let result = try await db.query(sql, [mediaID, sha256, size, durationMs, etag, graceSeconds])
-        return try result.first.map(MediaRecord.init(row:))
+        let grace = graceSeconds
+        do {
+            return try await db.withTransaction { conn -> MediaRecord? in
+                let released = try conn.query(
+                    "DELETE FROM media WHERE media_id = $1 AND object_key = $2 AND sweep_claimed_until IS NULL",
+                    [reservation, verifiedKey])
+                guard released.affectedRows == 1 else { throw LostRace() }
+                let before = try conn.query("SELECT object_key FROM media WHERE media_id = $1 FOR UPDATE", [mediaID])
+                guard let uploadKey: String = before.first?.optional("object_key") else { throw LostRace() }
+                guard let row = try conn.query(sql, [mediaID, sha256, size, durationMs, etag, grace, verifiedKey]).first else {
+                    throw LostRace()
+                }
+                let ready = try MediaRecord(row: row)
+                try conn.query("""
+                    INSERT INTO media (media_id, tenant_id, conversation_id, uploader_id, status, content_type, size,
+                                       original_filename, object_key, expires_at, deleted_at)
+                    VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, now())
+                    """, [MediaIDs.make(), ready.tenantID, ready.conversationID, ready.uploaderID, ready.contentType, ready.size,
+                          ready.filename, uploadKey, ready.expiresAt])
+                return ready
+            }
+        } catch is LostRace {
+            return nil
+        }
     }
 
-    /// Removes a ready media's row (its object is already gone).
+    /// Removes a ready media's row (its object is already gone). A media verified before its
+    /// object moved to a verified key (older rows) still has the upload key: that row becomes a
+    /// cancelled pending one until its URL expired, so a PUT through the still-valid URL after
+    /// the delete is swept too.
     func deleteReady(mediaID: String) async throws {
-        try await db.query("DELETE FROM media WHERE media_id = $1 AND status = 'ready'", [mediaID])
+        let grace = graceSeconds
+        try await db.withTransaction { conn in
+            let kept = try conn.query("""
+                UPDATE media SET status = 'pending', deleted_at = now()
+                WHERE media_id = $1 AND status = 'ready' AND object_key = 'conversations/' || conversation_id || '/media/' || media_id
+                  AND expires_at >= now() - make_interval(secs => $2)
+                """, [mediaID, grace])
+            if kept.affectedRows == 0 {
+                try conn.query("DELETE FROM media WHERE media_id = $1 AND status = 'ready'", [mediaID])
+            }
+        }
     }
 
     /// Marks a pending upload cancelled; the row stays until the sweeper takes it, so an object

@@ -194,6 +194,18 @@ public final class S3Client: Sendable {
         return Self.info(outcome, size: outcome.headers["content-length"].flatMap { Int64($0) } ?? 0)
     }
 
+    /// Copies `source` to `key` inside the bucket, on the storage server (the bytes never pass
+    /// through this process). S3 may report a copy that failed midway inside a 200 answer, so a
+    /// caller that must be sure reads the copy back (the media service hashes it).
+    public func copyObject(from source: String, to key: String, logger: Logger? = nil) async throws {
+        let segments = [self.configuration.bucket] + (try Self.validated(source)).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        let encoded = "/" + segments.map { URIEncoding.encode($0) }.joined(separator: "/")
+        let call = Call(operation: "CopyObject", method: "PUT", key: try Self.validated(key),
+                        headers: [SigV4Request.Field("x-amz-copy-source", encoded)], body: .data(Data()),
+                        payload: .hashing(Data()), isTransfer: true)
+        _ = try await self.execute(call, logger: logger) { DiscardingConsumer() }
+    }
+
     /// Deletes `key`. Deleting a missing object succeeds, as S3 answers 204 either way.
     public func deleteObject(_ key: String, logger: Logger? = nil) async throws {
         let call = Call(operation: "DeleteObject", method: "DELETE", key: try Self.validated(key))

@@ -22,9 +22,14 @@ public struct MessagingService: BackendService {
     var postgres: PostgresClient { runtime.postgres }
     /// Gathers concurrent sends into batches (one statement, one commit each).
     let batcher: SendBatcher
+    /// `API_KEYS_PER_OWNER`: live (neither revoked nor expired) API keys one person may own;
+    /// one more is refused with `rate_limited`. Default 20.
+    let apiKeysPerOwner: Int
 
-    init(runtime: BackendRuntime, streamTimeout: Duration = .seconds(30), generations: GenerationSettings = GenerationSettings()) {
+    init(runtime: BackendRuntime, streamTimeout: Duration = .seconds(30), generations: GenerationSettings = GenerationSettings(),
+         apiKeysPerOwner: Int = 20) {
         self.runtime = runtime
+        self.apiKeysPerOwner = apiKeysPerOwner
         self.streamTimeout = streamTimeout
         generationSettings = generations
         let writer = SendBatchWriter(postgres: runtime.postgres, events: runtime.events)
@@ -32,8 +37,10 @@ public struct MessagingService: BackendService {
     }
 
     public init(runtime: BackendRuntime, env: Environment) throws {
+        let apiKeysPerOwner = try env.int("API_KEYS_PER_OWNER", default: 20)
+        guard (1...10_000).contains(apiKeysPerOwner) else { throw ConfigurationError("API_KEYS_PER_OWNER must be 1-10000") }
         self.init(runtime: runtime, streamTimeout: .seconds(try env.int("STREAM_TIMEOUT_SECONDS", default: 30)),
-                  generations: try GenerationSettings(env: env))
+                  generations: try GenerationSettings(env: env), apiKeysPerOwner: apiKeysPerOwner)
     }
 
     public var extraServices: [any Service] {
@@ -78,6 +85,8 @@ public struct MessagingService: BackendService {
         try router.register(PresenceChanged.self, presence)
         try router.register(VerifyAPIKey.self, verifyAPIKey)
         try router.register(CreateAPIKey.self, createAPIKey)
+        try router.register(ListAPIKeys.self, listAPIKeys)
+        try router.register(RevokeAPIKey.self, revokeAPIKey)
     }
 }
 

@@ -318,14 +318,24 @@ public struct PresenceChanged: BusCommand {
 }
 
 /// Looks up the bot user of an API key (the gateway sends its SHA-256, never the key).
+/// Revoked and expired keys are `unauthorized`.
 public struct VerifyAPIKey: BusCommand {
-    public typealias Response = Actor
+    public typealias Response = VerifiedAPIKey
     public static let type = "apikey.verify"
     public static let service = ServiceName.messaging
     public var keyHash: String
     public init(keyHash: String) { self.keyHash = keyHash }
 }
 
+/// The bot user of a valid key and when the key expires (nil: never).
+public struct VerifiedAPIKey: Codable, Sendable {
+    public var actor: Actor
+    public var expiresAt: Date?
+    public init(actor: Actor, expiresAt: Date?) { self.actor = actor; self.expiresAt = expiresAt }
+}
+
+/// A person (never a bot) creates a key; they are its owner. At most `API_KEYS_PER_OWNER` live
+/// (neither revoked nor expired) keys per owner.
 public struct CreateAPIKey: BusCommand {
     public typealias Response = CreatedAPIKey
     public static let type = "apikey.create"
@@ -333,13 +343,70 @@ public struct CreateAPIKey: BusCommand {
     public var actor: Actor
     public var name: String
     public var keyHash: String
-    public init(actor: Actor, name: String, keyHash: String) { self.actor = actor; self.name = name; self.keyHash = keyHash }
+    /// Seconds until the key stops working; nil: until revoked.
+    public var expiresInSeconds: Int?
+    public init(actor: Actor, name: String, keyHash: String, expiresInSeconds: Int? = nil) {
+        self.actor = actor; self.name = name; self.keyHash = keyHash; self.expiresInSeconds = expiresInSeconds
+    }
 }
 
 public struct CreatedAPIKey: Codable, Sendable {
     public var userID: String
     public var name: String
-    public init(userID: String, name: String) { self.userID = userID; self.name = name }
+    public var createdAt: Date?
+    public var expiresAt: Date?
+    public init(userID: String, name: String, createdAt: Date? = nil, expiresAt: Date? = nil) {
+        self.userID = userID; self.name = name; self.createdAt = createdAt; self.expiresAt = expiresAt
+    }
+}
+
+/// One API key as its owner sees it (never the key or its hash). `keyID` is the key's bot user.
+public struct APIKeyDTO: Codable, Sendable, Equatable {
+    public var keyID: String
+    public var name: String
+    public var createdAt: Date
+    public var expiresAt: Date?
+    public var revokedAt: Date?
+    enum CodingKeys: String, CodingKey {
+        case keyID = "key_id", name, createdAt = "created_at", expiresAt = "expires_at", revokedAt = "revoked_at"
+    }
+    public init(keyID: String, name: String, createdAt: Date, expiresAt: Date?, revokedAt: Date?) {
+        self.keyID = keyID; self.name = name; self.createdAt = createdAt; self.expiresAt = expiresAt; self.revokedAt = revokedAt
+    }
+    /// Absent times are written as `null`, so clients see every field.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(keyID, forKey: .keyID)
+        try c.encode(name, forKey: .name)
+        try c.encode(createdAt, forKey: .createdAt)
+        try c.encode(expiresAt, forKey: .expiresAt)
+        try c.encode(revokedAt, forKey: .revokedAt)
+    }
+}
+
+public struct APIKeyList: Codable, Sendable {
+    public var keys: [APIKeyDTO]
+    public init(keys: [APIKeyDTO]) { self.keys = keys }
+}
+
+/// The actor's own keys, newest first (revoked and expired ones included).
+public struct ListAPIKeys: BusCommand {
+    public typealias Response = APIKeyList
+    public static let type = "apikey.list"
+    public static let service = ServiceName.messaging
+    public var actor: Actor
+    public init(actor: Actor) { self.actor = actor }
+}
+
+/// Revokes one of the actor's own keys (`not_found` for anyone else's). Every gateway forgets
+/// the key and closes its sockets (4003) when the revocation event arrives. Repeating it is fine.
+public struct RevokeAPIKey: BusCommand {
+    public typealias Response = APIKeyDTO
+    public static let type = "apikey.revoke"
+    public static let service = ServiceName.messaging
+    public var actor: Actor
+    public var keyID: String
+    public init(actor: Actor, keyID: String) { self.actor = actor; self.keyID = keyID }
 }
 
 /// Another service (calls) leaves a `system` message in a conversation, e.g. "call ended, 42 s".

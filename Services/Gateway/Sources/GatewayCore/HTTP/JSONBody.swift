@@ -108,6 +108,8 @@ extension MediaDeleted: ResponseEncodable {}
 extension CallDTO: ResponseEncodable {}
 extension CallHistoryPage: ResponseEncodable {}
 extension ICEConfiguration: ResponseEncodable {}
+extension APIKeyDTO: ResponseEncodable {}
+extension APIKeyList: ResponseEncodable {}
 
 extension Request {
     /// A query parameter as an integer (nil when absent), or `validation_failed`.

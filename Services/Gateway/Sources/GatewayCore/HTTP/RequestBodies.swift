@@ -59,6 +59,9 @@ struct ReceiptBody: Decodable {
 /// `POST /api_keys`.
 struct CreateAPIKeyBody: Decodable {
     var name: String
+    /// Seconds until the key stops working; absent: until revoked.
+    var expiresInSeconds: Int?
+    enum CodingKeys: String, CodingKey { case name, expiresInSeconds = "expires_in_seconds" }
 }
 
 /// `POST /media/upload_token`.

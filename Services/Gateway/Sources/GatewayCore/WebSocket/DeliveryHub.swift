@@ -16,10 +16,13 @@ final class DeliveryHub: Sendable {
     let answer: @Sendable (EventReply, [UInt8]) -> Void
     /// Which reply stream is this gateway's own.
     let replyStream: String
+    /// An API key was revoked (`DeliveryEvent.revokedKey`): forget it here.
+    let forgetKey: @Sendable (String) -> Void
 
-    init(logger: Logger, backends: Backends) {
+    init(logger: Logger, backends: Backends, forgetKey: @escaping @Sendable (String) -> Void = { _ in }) {
         self.logger = logger
         self.backends = backends
+        self.forgetKey = forgetKey
         replyStream = backends.bus.replyStream
         answer = { [bus = backends.bus] reply, payload in bus.resolve(reply, payload: payload) }
     }
@@ -58,6 +61,16 @@ final class DeliveryHub: Sendable {
     }
 
     func deliver(_ event: DeliveryEvent) {
+        if let hash = event.revokedKey {
+            // The key stops working on this gateway now: no cached identity, and every socket
+            // opened with it (its bot user's) closes with 4003.
+            forgetKey(hash)
+            for user in Set(event.recipients) {
+                for c in devices(tenant: event.tenantID, user: user) where c.identity.isBot { c.revoke() }
+            }
+            Counter(label: "aiim_api_key_revocations_total").increment()
+            return
+        }
         let text = event.frameText
         if let reply = event.reply, reply.stream == replyStream {
             // A batched send of ours: the event is its answer (messaging wrote no reply entry).

@@ -38,6 +38,16 @@ final class DeviceConnection: Sendable {
 
     var overflowed: Bool { outbox.overflowed }
 
+    private let revokedBox = NIOLockedValueBox(false)
+    /// The credential this socket was opened with was revoked: the session ends with 4003.
+    var revoked: Bool { revokedBox.withLockedValue { $0 } }
+
+    /// Ends the session as revoked (4003), after what is queued, the revocation frame included.
+    func revoke() {
+        revokedBox.withLockedValue { $0 = true }
+        outbox.close()
+    }
+
     /// Delivers an ordered event of a conversation; returns true when a gap needs filling. When
     /// the events held back for this device pass the bound, the device is closed as a slow
     /// consumer (4001): it resyncs from its last `seq` after reconnecting.

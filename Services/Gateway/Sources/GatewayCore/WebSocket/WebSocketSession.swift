@@ -17,6 +17,8 @@ enum CloseCode {
     static let slowConsumer = 4001
     /// The token the socket was opened with expired (JWT `exp`). Reconnect with a fresh token.
     static let tokenExpired = 4002
+    /// The API key the socket was opened with was revoked. Do not reconnect with it.
+    static let credentialRevoked = 4003
     /// The gateway is shutting down; reconnect (to another replica).
     static let goingAway = 1001
 }
@@ -73,7 +75,7 @@ struct WebSocketSession {
         let closeCode: Int? = await withTaskGroup(of: Int?.self) { group in
             group.addTask {
                 for await _ in connection.outbox.finished {}
-                return connection.overflowed ? CloseCode.slowConsumer : nil
+                return connection.revoked ? CloseCode.credentialRevoked : connection.overflowed ? CloseCode.slowConsumer : nil
             }
             group.addTask { await heartbeat() }
             if let expiry = connection.identity.expiresAt {
@@ -116,6 +118,7 @@ struct WebSocketSession {
             let reason = switch closeCode {
             case CloseCode.slowConsumer: "slow consumer"
             case CloseCode.tokenExpired: "token expired"
+            case CloseCode.credentialRevoked: "API key revoked"
             default: "ping timeout"
             }
             try? await outbound.close(.init(codeNumber: closeCode), reason: reason)
