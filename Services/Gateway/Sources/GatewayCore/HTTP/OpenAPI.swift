@@ -65,7 +65,7 @@ enum OpenAPI {
             // Conversations.
             Operation(method: "post", path: "/api/aiim/conversations", summary: "Create a conversation (a direct one is de-duplicated)",
                       body: object(["type": ["type": "string", "enum": ["direct", "group"]], "name": nullable(string),
-                                    "member_ids": array(string), "settings": ref("ConversationSettings")], required: ["member_ids"]),
+                                    "member_ids": array(id), "settings": ref("ConversationSettings")], required: ["member_ids"]),
                       response: ref("Conversation")),
             Operation(method: "get", path: "/api/aiim/conversations", summary: "The caller's conversations, newest activity first",
                       query: [limitParameter, Parameter(name: "before", schema: string, description: "next_cursor of the previous page")],
@@ -78,7 +78,7 @@ enum OpenAPI {
                       body: object(["name": string, "settings": ref("ConversationSettings")], required: []),
                       response: ref("Conversation")),
             Operation(method: "post", path: "/api/aiim/conversations/{conversation_id}/members", summary: "Add members (owner/admin; groups)",
-                      body: object(["user_ids": array(string), "role": ["type": "string", "enum": ["member", "admin", "assistant"]]],
+                      body: object(["user_ids": array(id), "role": ["type": "string", "enum": ["member", "admin", "assistant"]]],
                                    required: ["user_ids"]),
                       response: ref("Conversation")),
             Operation(method: "delete", path: "/api/aiim/conversations/{conversation_id}/members/{user_id}",
@@ -86,13 +86,13 @@ enum OpenAPI {
 
             // Messages.
             Operation(method: "post", path: "/api/aiim/messages", summary: "Send a message (idempotent on client_msg_id)",
-                      body: object(["conversation_id": string, "type": string, "content": anyValue, "reply_to": nullable(string),
-                                    "client_msg_id": nullable(string)], required: ["conversation_id", "content"]),
+                      body: object(["conversation_id": id, "type": string, "content": anyValue, "reply_to": nullable(id),
+                                    "client_msg_id": nullable(id)], required: ["conversation_id", "content"]),
                       response: message),
             Operation(method: "post", path: "/api/aiim/messages/stream", summary: "Append a chunk to an AI stream",
-                      body: object(["conversation_id": string, "stream_id": string, "client_msg_id": string, "chunk": anyValue,
+                      body: object(["conversation_id": id, "stream_id": id, "client_msg_id": id, "chunk": anyValue,
                                     "chunk_index": integer, "stream_end": boolean], required: ["conversation_id"]),
-                      response: object(["message": object(["message_id": string, "stream_id": string, "seq": integer,
+                      response: object(["message": object(["message_id": id, "stream_id": id, "seq": integer,
                                                            "chunk_index": nullable(integer), "stream_end": boolean, "state": string],
                                                           required: ["message_id", "stream_id", "seq", "stream_end", "state"])])),
             Operation(method: "get", path: "/api/aiim/messages/{id}",
@@ -110,15 +110,15 @@ enum OpenAPI {
 
             // Receipts.
             Operation(method: "post", path: "/api/aiim/receipts/delivered", summary: "Move the delivered cursor",
-                      body: object(["conversation_id": string, "message_id": string, "seq": integer], required: ["conversation_id"]),
+                      body: object(["conversation_id": id, "message_id": id, "seq": integer], required: ["conversation_id"]),
                       status: 204),
             Operation(method: "post", path: "/api/aiim/receipts/read", summary: "Move the read cursor (implies delivered)",
-                      body: object(["conversation_id": string, "last_read_message_id": string, "last_read_seq": integer,
-                                    "message_id": string, "seq": integer, "user_id": string], required: ["conversation_id"]),
+                      body: object(["conversation_id": id, "last_read_message_id": id, "last_read_seq": integer,
+                                    "message_id": id, "seq": integer, "user_id": string], required: ["conversation_id"]),
                       status: 204),
             Operation(method: "get", path: "/api/aiim/receipts/{conversation_id}/{message_id}",
                       summary: "Who has received and read a message",
-                      response: object(["conversation_id": string, "message_id": string,
+                      response: object(["conversation_id": id, "message_id": id,
                                         "receipts": array(object(["user_id": string, "delivered_at": nullable(timestamp),
                                                                   "read_at": nullable(timestamp)], required: ["user_id"]))])),
 
@@ -140,15 +140,15 @@ enum OpenAPI {
 
             // Media (docs/MEDIA.md).
             Operation(method: "post", path: "/api/aiim/media/upload_token", summary: "A presigned upload",
-                      body: object(["conversation_id": string, "filename": string, "content_type": string, "file_size": integer],
+                      body: object(["conversation_id": id, "filename": string, "content_type": string, "file_size": integer],
                                    required: ["conversation_id", "filename", "content_type"]),
-                      response: object(["media_id": string, "upload_url": string, "expires_at": timestamp, "method": string,
+                      response: object(["media_id": id, "upload_url": string, "expires_at": timestamp, "method": string,
                                         "headers": ["type": "object", "additionalProperties": string]]),
                       errors: [415]),
             Operation(method: "post", path: "/api/aiim/media/upload_complete", summary: "Verify an upload (size, SHA-256, type)",
-                      body: object(["media_id": string, "conversation_id": string, "file_hash": string, "file_size": integer],
+                      body: object(["media_id": id, "conversation_id": id, "file_hash": string, "file_size": integer],
                                    required: ["media_id", "conversation_id", "file_hash"]),
-                      response: object(["status": string, "media_id": string, "content_type": string, "file_size": integer,
+                      response: object(["status": string, "media_id": id, "content_type": string, "file_size": integer,
                                         "filename": string, "duration_ms": nullable(integer)],
                                        required: ["status", "media_id", "content_type", "file_size", "filename"]),
                       errors: [415]),
@@ -159,16 +159,16 @@ enum OpenAPI {
                                        required: ["download_url", "content_type", "filename", "file_size", "expires_at"])),
             Operation(method: "get", path: "/api/aiim/media/{media_id}/metadata", summary: "Media metadata",
                       query: [mediaConversation],
-                      response: object(["media_id": string, "size": integer, "content_type": string, "last_modified": nullable(timestamp),
+                      response: object(["media_id": id, "size": integer, "content_type": string, "last_modified": nullable(timestamp),
                                         "etag": nullable(string), "filename": string, "status": string, "duration_ms": nullable(integer),
                                         "metadata": ["type": "object"]],
                                        required: ["media_id", "size", "content_type", "filename", "status", "metadata"])),
             Operation(method: "delete", path: "/api/aiim/media/{media_id}", summary: "Delete media (uploader or owner)",
-                      query: [mediaConversation], response: object(["status": string, "media_id": string])),
+                      query: [mediaConversation], response: object(["status": string, "media_id": id])),
 
             // Calls (docs/CALLS.md).
             Operation(method: "post", path: "/api/aiim/calls/initiate", summary: "Start a call",
-                      body: object(["conversation_id": string, "to_user_id": nullable(string),
+                      body: object(["conversation_id": id, "to_user_id": nullable(id),
                                     "call_type": ["type": ["string", "null"], "enum": ["audio", "video", nil]],
                                     "type": ["type": ["string", "null"], "enum": ["audio", "video", nil]]],
                                    required: ["conversation_id"]),
@@ -181,14 +181,14 @@ enum OpenAPI {
             Operation(method: "get", path: "/api/aiim/calls/conversation/{conversation_id}/history", summary: "Calls of a conversation, newest first",
                       query: [Parameter(name: "limit", schema: ["type": "integer", "minimum": 1, "maximum": 200]),
                               Parameter(name: "offset", schema: ["type": "integer", "minimum": 0, "maximum": 1_000_000])],
-                      response: object(["conversation_id": string, "calls": array(call), "total": integer, "limit": integer,
+                      response: object(["conversation_id": id, "calls": array(call), "total": integer, "limit": integer,
                                         "offset": integer])),
             Operation(method: "get", path: "/api/aiim/calls/ice-configuration", summary: "STUN/TURN servers with the caller's credentials",
                       response: ref("ICEConfiguration")),
 
             // AI answers (docs/AI.md).
             Operation(method: "post", path: "/api/aiim/generations", summary: "Start an AI answer",
-                      body: object(["conversation_id": string, "client_generation_id": string, "reply_to": string, "requester_id": string,
+                      body: object(["conversation_id": id, "client_generation_id": id, "reply_to": id, "requester_id": id,
                                     "state": ref("GenerationState"), "label": string, "label_ttl_ms": integer],
                                    required: ["conversation_id"]),
                       status: 201, response: ref("GenerationSnapshot")),
@@ -220,6 +220,8 @@ enum OpenAPI {
     /// An id in a path segment (`Validation.id`: 1-128 printable characters, no spaces).
     static let pathID: JSONValue = ["type": "string", "minLength": 1, "maxLength": .number(Double(Validation.maxIDLength)),
                                     "pattern": "^[^\\s/]+$"]
+    /// An id in a body (`Validation.id`).
+    static let id: JSONValue = ["type": "string", "minLength": 1, "maxLength": .number(Double(Validation.maxIDLength))]
     /// Any JSON value.
     static let anyValue: JSONValue = [:]
 
@@ -254,10 +256,10 @@ enum OpenAPI {
                                  "message": string]),
             ]),
             "Message": object([
-                "message_id": string, "conversation_id": string, "sender_id": string, "type": string, "content": anyValue,
-                "created_at": timestamp, "seq": integer, "reply_to": nullable(string), "client_msg_id": nullable(string),
+                "message_id": id, "conversation_id": id, "sender_id": string, "type": string, "content": anyValue,
+                "created_at": timestamp, "seq": integer, "reply_to": nullable(id), "client_msg_id": nullable(id),
                 "edited_at": nullable(timestamp), "deleted_at": nullable(timestamp),
-                "stream": nullable(object(["stream_id": string,
+                "stream": nullable(object(["stream_id": id,
                                            "state": ["type": "string", "enum": ["streaming", "completed", "interrupted"]],
                                            "chunk_count": integer])),
                 "generation": nullable(object(["state": ref("GenerationState"), "label": nullable(string),
@@ -268,7 +270,7 @@ enum OpenAPI {
                                               required: ["state", "offset", "persisted_offset", "producer_id"])),
             ], required: ["message_id", "conversation_id", "sender_id", "type", "content", "created_at", "seq"]),
             "Conversation": object([
-                "conversation_id": string, "type": string, "name": nullable(string), "created_at": timestamp,
+                "conversation_id": id, "type": string, "name": nullable(string), "created_at": timestamp,
                 "updated_at": timestamp, "last_seq": integer, "last_message": nullable(ref("Message")),
                 "unread_count": nullable(integer), "role": nullable(string),
                 "members": nullable(array(object(["user_id": string, "role": string, "last_read_seq": integer,
@@ -278,9 +280,9 @@ enum OpenAPI {
             "ConversationSettings": object(["ai_reasoning": ["type": "string", "enum": .array(ConversationSettings.reasoningRules.sorted().map { .string($0) })]]),
             "APIKeyInfo": object(["key_id": string, "name": string, "created_at": timestamp, "expires_at": nullable(timestamp),
                                   "revoked_at": nullable(timestamp)], required: ["key_id", "name"]),
-            "MessagePage": object(["conversation_id": string, "messages": array(ref("Message")), "has_more": boolean]),
+            "MessagePage": object(["conversation_id": id, "messages": array(ref("Message")), "has_more": boolean]),
             "Call": object([
-                "call_id": string, "conversation_id": string,
+                "call_id": string, "conversation_id": id,
                 "status": ["type": "string", "enum": .array(CallStatus.allCases.map { .string($0.rawValue) })],
                 "call_type": ["type": "string", "enum": .array(CallType.allCases.map { .string($0.rawValue) })],
                 "initiator_id": string, "callee_id": string, "start_time": timestamp, "answer_time": nullable(timestamp),
@@ -297,7 +299,7 @@ enum OpenAPI {
             "GenerationSnapshot": object(["message": ref("Message"),
                                           "deltas": nullable(array(["type": "object", "required": ["offset", "part"]]))],
                                          required: ["message"]),
-            "GenerationAck": object(["message_id": string, "offset": integer, "persisted_offset": integer,
+            "GenerationAck": object(["message_id": id, "offset": integer, "persisted_offset": integer,
                                      "state": ref("GenerationState"), "stop_requested": boolean]),
         ],
         "responses": [
