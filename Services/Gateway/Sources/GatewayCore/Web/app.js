@@ -449,11 +449,13 @@ $("record").addEventListener("click", async () => {
     try { await recorder.start(); } catch (e) { alert(`Microphone: ${e.message}`); return; }
     button.setAttribute("aria-pressed", "true");
     button.setAttribute("aria-label", "Stop recording and send");
+    button.textContent = "Stop";
     button.classList.add("recording");
     return;
   }
   button.setAttribute("aria-pressed", "false");
   button.setAttribute("aria-label", "Record voice message");
+  button.textContent = "Voice";
   button.classList.remove("recording");
   const blob = await recorder.stop();
   const id = state.current;
@@ -587,7 +589,7 @@ function textOf(m) {
 function preview(m) {
   if (!m) return "";
   if (m.deleted_at) return "message recalled";
-  if (m.type === "audio") return "🎤 voice message";
+  if (m.type === "audio") return "voice message";
   return `${m.sender_id === state.me ? "you: " : ""}${textOf(m)}`.slice(0, 80);
 }
 
