@@ -107,7 +107,7 @@ def test_phone_width_and_keyboard(browsers):
     alice.wait_text("#chat-title", bob_id)
     assert not alice.find(".sidebar").is_displayed(), "at phone width the chat replaces the list"
     assert alice.find("#back").is_displayed()
-    assert alice.js("return document.activeElement.id") == "compose", "the composer has the focus"
+    alice.wait(lambda: alice.js("return document.activeElement.id") == "compose", "the focus in the composer")
     alice.driver.switch_to.active_element.send_keys("sent with Enter", Keys.ENTER)
     alice.wait(lambda: alice.finds("#message-list li[data-seq]") and "sent with Enter" in alice.messages()[-1], "sent")
     width = alice.js("return document.documentElement.scrollWidth")

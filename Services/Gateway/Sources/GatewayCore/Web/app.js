@@ -530,13 +530,13 @@ async function openConversation(id) {
   state.current = id;
   document.body.classList.add("in-chat");
   render();
+  $("compose").focus();
   const b = box(id);
   if (!b.loaded) await loadHistory(id).catch((e) => console.warn(e));
   await refreshMembers(id);
   markRead(id);
   render();
   scrollToEnd();
-  $("compose").focus();
 }
 
 $("back").addEventListener("click", () => {
