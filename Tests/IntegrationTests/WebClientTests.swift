@@ -54,6 +54,9 @@ import Testing
                     #expect(r.body.readableBytes > 0)
                     return r.headers[.eTag]
                 }
+                try await client.execute(uri: "/web/\(file)", method: .head) { r in
+                    #expect(r.status == .ok && r.headers[.contentType] == type && r.body.readableBytes == 0, "HEAD \(file)")
+                }
                 let tag = try #require(etag)
                 try await client.execute(uri: "/web/\(file)", method: .get, headers: [.ifNoneMatch: tag]) { r in
                     #expect(r.status == .notModified)

@@ -68,6 +68,11 @@ struct WebClient: Sendable {
         router.get("/web/:file") { request, context in
             try response(context.parameters.require("file"), request: request)
         }
+        router.head("/web/:file") { request, context in
+            var head = try response(context.parameters.require("file"), request: request)
+            head.body = .init()
+            return head
+        }
     }
 }
 
