@@ -21,7 +21,7 @@ struct WebClient: Sendable {
     let assets: [String: Asset]
 
     /// The files of `Web/` (none when the bundle is missing: `/` then answers JSON only).
-    init(directory: URL? = Bundle.module.url(forResource: "Web", withExtension: nil)) {
+    init(directory: URL? = WebClient.bundledDirectory()) {
         var assets: [String: Asset] = [:]
         let names = directory.flatMap { try? FileManager.default.contentsOfDirectory(atPath: $0.path) } ?? []
         for name in names {
@@ -32,6 +32,20 @@ struct WebClient: Sendable {
             assets[name] = Asset(body: ByteBuffer(bytes: data), contentType: type, etag: "\"\(digest)\"")
         }
         self.assets = assets
+    }
+
+    /// `Web/` inside `aiim_GatewayCore.resources` next to the executable, where the build, the
+    /// Dockerfile and the install scripts put it. Looked up by hand rather than through
+    /// `Bundle.module`, which stops the process when the bundle is missing: a gateway copied
+    /// without it still serves the API.
+    static func bundledDirectory() -> URL? {
+        let bases = [Bundle.main.bundleURL, Bundle.main.executableURL?.deletingLastPathComponent()].compactMap { $0 }
+        for base in bases {
+            let web = base.appendingPathComponent("aiim_GatewayCore.resources").appendingPathComponent("Web")
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: web.path, isDirectory: &isDirectory), isDirectory.boolValue { return web }
+        }
+        return nil
     }
 
     static let contentTypes = [
