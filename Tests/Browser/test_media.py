@@ -55,3 +55,19 @@ def test_call_connects_and_completes(browsers):
     for b in (alice, bob):
         b.wait(lambda b=b: b.js("return document.body.dataset.callStatus") == "completed", "completed")
     bob.wait_text("#message-list li.system", "Audio call ended")
+
+
+def test_video_call_shows_the_other_camera(browsers):
+    alice, bob = pair(browsers)
+    alice.find("#call-video").click()
+    bob.wait(lambda: bob.find("#call-accept").is_displayed(), "Bob's phone rings")
+    bob.find("#call-accept").click()
+    for b in (alice, bob):
+        b.wait(lambda b=b: b.js("return document.body.dataset.rtc") == "connected", "WebRTC connected", timeout=30)
+        # Chromium's fake camera reaches the other side as a playing video.
+        b.wait(lambda b=b: b.js("return document.getElementById('remote-video').videoWidth") > 0, "the remote video")
+        assert b.find("#local-video").is_displayed()
+    bob.find("#call-hangup").click()
+    for b in (alice, bob):
+        b.wait(lambda b=b: b.js("return document.body.dataset.callStatus") == "completed", "completed")
+    alice.wait_text("#message-list li.system", "Video call ended")
