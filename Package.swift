@@ -162,7 +162,9 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            path: "Services/Gateway/Sources/GatewayCore", swiftSettings: swiftSettings
+            path: "Services/Gateway/Sources/GatewayCore",
+            resources: [.copy("Web")],  // the browser client served at / (HTTP/WebClient.swift)
+            swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "aiim-gateway", dependencies: ["AIIMProtocol", "AIIMServiceKit", "GatewayCore"],

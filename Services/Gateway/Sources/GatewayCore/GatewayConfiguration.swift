@@ -55,6 +55,10 @@ public struct GatewayConfiguration: Sendable {
     /// `GENERATION_DELTA_FRAMES_PER_SEC`: `generation.delta` frames per second per answer (bursts
     /// of twice that; 0 disables). An answer's end, stop and status frames are never held back. Default 200.
     public var generationDeltaFramesPerSecond: Int
+    /// `DEV_LOGIN`: `POST /api/aiim/dev/login {user}` hands out a token for any user name, without
+    /// a password (the web client's development sign-in). For local development only; the
+    /// production templates set false. Default false.
+    public var devLogin: Bool
 
     public init(env: Environment = Environment()) throws {
         common = try CommonConfiguration(service: .gateway, env: env, requireDatabase: false)
@@ -97,5 +101,6 @@ public struct GatewayConfiguration: Sendable {
         }
         generationDeltaFramesPerSecond = try env.int("GENERATION_DELTA_FRAMES_PER_SEC", default: 200)
         guard generationDeltaFramesPerSecond >= 0 else { throw ConfigurationError("GENERATION_DELTA_FRAMES_PER_SEC must not be negative") }
+        devLogin = try env.bool("DEV_LOGIN", default: false)
     }
 }

@@ -23,6 +23,8 @@ enum OpenAPI {
         /// Error statuses besides the ones every secured route can answer.
         var errors: [Int] = []
         var contentType = "application/json"
+        /// Registered only with `DEV_LOGIN=true` (the document then lists it).
+        var devOnly = false
     }
 
     struct Parameter: Sendable {
@@ -59,6 +61,15 @@ enum OpenAPI {
                       summary: "WebSocket upgrade (docs/PROTOCOL.md); token in Authorization, Sec-WebSocket-Protocol or ?token=. A request without `Upgrade: websocket` is 400 bad_request.",
                       query: [Parameter(name: "token", schema: string, description: "a user JWT or an aiim_ API key")],
                       status: 101),
+            Operation(method: "get", path: "/web/{file}", summary: "A file of the web client (index.html, app.js, …); 304 on a matching If-None-Match",
+                      secured: false, response: string, errors: [404], contentType: "text/plain"),
+            Operation(method: "head", path: "/web/{file}", summary: "The headers of a web client file", secured: false,
+                      errors: [404]),
+            Operation(method: "post", path: "/api/aiim/dev/login",
+                      summary: "Development sign-in: a 24-hour token for a user name, no password (only with DEV_LOGIN=true; otherwise no such route)",
+                      secured: false, body: object(["user": ["type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"]]),
+                      response: object(["token": string, "user_id": string, "tenant_id": string, "expires_in": integer]),
+                      errors: [400, 413], devOnly: true),
             Operation(method: "get", path: "/api/aiim/bus/ping", summary: "Round trip to a backend over the bus",
                       response: object(["service": string, "instance": string, "trace_id": string])),
 
@@ -354,16 +365,18 @@ enum OpenAPI {
         return ([op.method] + (words.isEmpty ? ["root"] : words)).joined(separator: "_")
     }
 
-    static let value: JSONValue = {
+    static func value(devLogin: Bool) -> JSONValue {
         var paths: [String: [String: JSONValue]] = [:]
-        for op in operations { paths[op.path, default: [:]][op.method] = operationObject(op) }
+        for op in operations where devLogin || !op.devOnly { paths[op.path, default: [:]][op.method] = operationObject(op) }
         return [
             "openapi": "3.1.0",
             "info": ["title": "AIIM", "version": .string("2.0.0"), "description": "See docs/API.md and docs/PROTOCOL.md"],
             "paths": .object(paths.mapValues { .object($0) }),
             "components": components,
         ]
-    }()
+    }
 
-    static let document: String = value.jsonString()
+    /// The document a gateway serves: without `/api/aiim/dev/login` unless `DEV_LOGIN` is on.
+    static let document: String = value(devLogin: false).jsonString()
+    static let devLoginDocument: String = value(devLogin: true).jsonString()
 }
