@@ -408,3 +408,39 @@ extension DisruptiveTests {
     }
 
 }
+
+extension DisruptiveTests {
+    /// A batch of deltas whose append times out (messaging away for a moment) is tried again
+    /// instead of dropped: the producer gets its ack and no error, and the answer holds every
+    /// delta once.
+    @Test func deltasSentWhileMessagingIsAwayForAMomentAreAppendedWhenItIsBack() async throws {
+        let stack = try await Stack.start(gateways: 1, messaging: 0, env: ["BUS_TIMEOUT_MS": "1000"])
+        defer { Task { await stack.stop() } }  // unstructured: defer cannot await
+        var messaging = try await InProcessMessaging.start()
+        let t = GenerationTests()
+        var conversation: String?
+        for _ in 0..<10 where conversation == nil {  // a replica's first commands may outlast the short timeout
+            let r = try await stack.http("POST", "/api/aiim/conversations", token: try await stack.token(t.u("gina")),
+                                         body: ["type": "group", "name": "gap", "member_ids": [.string(t.u("agent"))]])
+            conversation = r.json["conversation_id"]?.stringValue
+        }
+        let conv = try #require(conversation)
+        let agentWS = try await WSTestClient.connect(port: stack.ports[0], token: try await stack.token(t.u("agent")))
+        var p = try await GenerationTests.Producer.start(agentWS, conversation: conv)
+        try await p.send([["part": 0, "type": "text", "text": "before "]])
+        #expect(try await p.acked(1))
+        await messaging.stop()
+        try await p.send([["part": 0, "text": "during "]])
+        try await p.send([["part": 0, "text": "the gap"]])
+        try await Task.sleep(for: .milliseconds(1_500))  // longer than BUS_TIMEOUT_MS: the first try times out
+        messaging = try await InProcessMessaging.start()
+        #expect(try await p.acked(3), "\(agentWS.all.suffix(3))")
+        let errors = agentWS.all.filter { $0["type"]?.stringValue == "error" && $0["message_id"]?.stringValue == p.messageID }
+        #expect(errors.isEmpty, "\(errors)")
+        #expect(try await p.end()?["state"]?.stringValue == "completed")
+        let stored = try await t.history(stack, conv, as: t.u("gina"))
+        #expect(stored?["content"]?["text"]?.stringValue == "before during the gap", "\(String(describing: stored))")
+        await agentWS.close()
+        await messaging.stop()
+    }
+}

@@ -94,8 +94,9 @@ public struct Gateway: Sendable {
                 "docs": .string("/openapi.json"), "dev_login": .bool(config.devLogin),
             ]))
         }
+        let openAPI = config.devLogin ? OpenAPI.devLoginDocument : OpenAPI.document
         router.get("/openapi.json") { _, _ in
-            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: OpenAPI.document)))
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: openAPI)))
         }
         let sessions = SessionServices(config: config, backends: backends, hub: hub, presence: presence, frames: frames,
                                        limiter: frameLimiter, limits: connectionLimits,

@@ -94,6 +94,25 @@ final class GenerationAppender: Sendable {
         }
     }
 
+    /// Pauses between tries of a batch whose append timed out or found messaging away.
+    static let retryPauses: [Duration] = [.milliseconds(100), .milliseconds(300), .milliseconds(900)]
+
+    /// One batch, tried again while the bus times out or messaging is away: an append is
+    /// idempotent (a repeated offset with the same content changes nothing), so a batch that
+    /// was applied before its answer was lost is acknowledged on the next try, and the deltas
+    /// behind it are not thrown away for a hiccup.
+    private func append(_ batch: [GenerationDelta]) async throws -> GenerationAck {
+        var pauses = Self.retryPauses[...]
+        while true {
+            do {
+                return try await backends.call(AppendGeneration(actor: connection.actor, messageID: messageID, deltas: batch))
+            } catch let e as AIIMError where (e.code == .timeout || e.code == .unavailable) && !pauses.isEmpty {
+                logger.debug("append retried", metadata: ["message_id": "\(messageID)", "error": "\(e.code.rawValue)"])
+                try? await Task.sleep(for: pauses.removeFirst())
+            }
+        }
+    }
+
     private func flush() async {
         while true {
             let batch: [GenerationDelta] = state.withLockedValue { s in
@@ -113,7 +132,7 @@ final class GenerationAppender: Sendable {
                 return
             }
             do {
-                let ack = try await backends.call(AppendGeneration(actor: connection.actor, messageID: messageID, deltas: batch))
+                let ack = try await append(batch)
                 connection.send(try GenerationAckFrame(event: "generation.delta", ack).json())
             } catch {
                 // The rest cannot follow a refused delta: the producer resends from the last ack.
