@@ -476,6 +476,8 @@ func genLoad(_ o: Options) async throws {
     }
     let producers = producerHandlers.compactMap { $0 }
 
+    // PostgreSQL's statistics reach pg_stat_user_tables up to ~10 s after an idle backend's last write.
+    try await Task.sleep(for: .seconds(11))
     let writesBefore = tableWrites()
     // Every answer starts before the clock does.
     var messageIDs: [String] = []
@@ -540,7 +542,7 @@ func genLoad(_ o: Options) async throws {
     let after = pids.map { processStats($0) }
     let ownAfter = processStats("\(getpid())")
     let pgAfter = pgPID.flatMap(processTreeStats)
-    try await Task.sleep(for: .seconds(2))  // PostgreSQL's statistics are flushed about once a second
+    try await Task.sleep(for: .seconds(11))
     let writesAfter = tableWrites()
 
     var t = GenStats.Values()

@@ -14,7 +14,7 @@ import NIOConcurrencyHelpers
 //   aiim-bench abuse     --gateway 127.0.0.1:PORT --scenario flood|slow-readers|stream-budget
 //                        [--seconds 10] [--pids "GW"]                        (JWT_SECRET; REDIS_URL)
 //   aiim-bench gen-load  --gateway 127.0.0.1:PORT --answers 200 --tokens 500 --watchers 3 --rate 20000
-//                        [--pids "1 2"] [--threads 1]                        (JWT_SECRET; DATABASE_URL)
+//                        [--pids "1 2"] [--pg-pid P] [--threads 1]           (JWT_SECRET; DATABASE_URL)
 
 struct Options {
     var values: [String: String] = [:]
