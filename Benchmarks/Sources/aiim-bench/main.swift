@@ -13,6 +13,8 @@ import NIOConcurrencyHelpers
 //                        [--threads 1] [--timeline 1]                                    (JWT_SECRET)
 //   aiim-bench abuse     --gateway 127.0.0.1:PORT --scenario flood|slow-readers|stream-budget
 //                        [--seconds 10] [--pids "GW"]                        (JWT_SECRET; REDIS_URL)
+//   aiim-bench gen-load  --gateway 127.0.0.1:PORT --answers 200 --tokens 500 --watchers 3 --rate 20000
+//                        [--pids "1 2"] [--pg-pid P] [--threads 1]           (JWT_SECRET; DATABASE_URL)
 
 struct Options {
     var values: [String: String] = [:]
@@ -79,7 +81,8 @@ switch args.count > 1 ? args[1] : "" {
 case "bus-rtt": try await busRTT(Options(args.dropFirst(2)))
 case "ws-load": try await wsLoad(Options(args.dropFirst(2)))
 case "abuse": try await abuse(Options(args.dropFirst(2)))
+case "gen-load": try await genLoad(Options(args.dropFirst(2)))
 default:
-    print("usage: aiim-bench bus-rtt --requests N [--concurrency C] | ws-load --gateway HOST:PORT --clients N --conversations M --rate R --seconds S [--pids 'P1 P2'] | abuse --gateway HOST:PORT --scenario flood|slow-readers|stream-budget")
+    print("usage: aiim-bench bus-rtt --requests N [--concurrency C] | ws-load --gateway HOST:PORT --clients N --conversations M --rate R --seconds S [--pids 'P1 P2'] | abuse --gateway HOST:PORT --scenario flood|slow-readers|stream-budget | gen-load --gateway HOST:PORT --answers N --tokens M --watchers W --rate R [--pids 'P1 P2']")
     exit(64)
 }
