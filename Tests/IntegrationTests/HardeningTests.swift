@@ -130,4 +130,99 @@ import Glibc
         let history = try await stack.http("GET", "/api/aiim/messages/\(conv)", token: alice)
         #expect(history.json["messages"]?.arrayValue?.count == 2)
     }
+
+    /// A Redis of our own with a small `maxmemory`, like `StreamBusTests` starts one.
+    static func startRedis(port: Int, maxmemory: String) async throws -> Process {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("redis"))
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
+        server.arguments = ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir.path,
+                            "--maxmemory", maxmemory, "--maxmemory-policy", "noeviction"]
+        // No inherited stdout/stderr: a leftover child holding the test runner's pipe would hang `swift test`.
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        let probe = try RedisClient(url: "redis://127.0.0.1:\(port)/0", poolSize: 1, commandTimeout: .seconds(1), logger: TestLog.logger)
+        let up = try await eventually(timeout: .seconds(10)) { (try? await probe.ping()) != nil }
+        await probe.shutdown()
+        try #require(up, "redis-server did not start")
+        return server
+    }
+
+    /// Entry counts bound streams, not bytes: max-size messages used to fill a Redis with a
+    /// small `maxmemory` until it refused every write (sends failed for everyone, for good).
+    /// Now acknowledged commands are deleted and the shared streams are trimmed past the
+    /// budget; `/ready` shows the memory state; a Redis that is full anyway (something else
+    /// filled it) makes sends 503 `unavailable` at once, and they work again once memory frees.
+    @Test func redisMemoryStaysUnderItsBudgetAndAFullRedisHealsByItself() async throws {
+        let port = freePort()
+        let server = try await Self.startRedis(port: port, maxmemory: "16mb")
+        defer { kill(server.processIdentifier, SIGKILL) }
+        let url = "redis://127.0.0.1:\(port)/0"
+        let stack = try await Stack.start(env: ["REDIS_URL": url, "REDIS_MEMORY_CHECK_MS": "100"])
+        defer { Task { await stack.stop() } }  // unstructured: defer cannot await; the stack stops in the background
+        let alice = try await stack.token("alice")
+        let conv = try await stack.conversation(owner: "alice", members: ["bob"])
+        let big = String(repeating: "x", count: 30_000)
+        var statuses: [Int: Int] = [:]
+        let total = 800  // ~24 MB of content through a 16 MB Redis
+        for i in 0..<total {
+            let r = try await stack.http("POST", "/api/aiim/messages", token: alice,
+                                         body: .object(["conversation_id": .string(conv), "content": .string(big + "\(i)")]))
+            statuses[r.status, default: 0] += 1
+        }
+        // Never refused for memory (before: hundreds of 503s, then every send); a rare 504 is
+        // this loaded test machine's, not Redis'.
+        #expect(statuses[503] == nil && statuses[500] == nil, "\(statuses)")
+        #expect(statuses[200, default: 0] >= total - 3, "\(statuses)")
+        let admin = try RedisClient(url: url, poolSize: 1, logger: TestLog.logger)
+        let info = try #require(try await admin.command(["INFO", "memory"]).text)
+        let used = try #require(info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("used_memory:") }
+            .flatMap { Int($0.dropFirst("used_memory:".count)) })
+        #expect(used < 16 * 1024 * 1024)
+        #expect(try await admin.command(["XLEN", StreamNames.commands(.messaging)]).int ?? 0 < 10, "acknowledged commands are deleted")
+        #expect(try await admin.command(["XLEN", StreamNames.events]).int ?? 0 < total, "events were trimmed")
+        let ready = try await stack.http("GET", "/ready")
+        #expect(ready.json["redis_memory"]?["max_bytes"]?.intValue == 16 * 1024 * 1024, "\(ready.json)")
+        #expect(ready.json["redis_memory"]?["state"]?.stringValue != nil)
+
+        // Something else fills Redis, past what trimming the streams can free: sends are
+        // refused at once with a documented code. Large values first, then ever smaller ones
+        // (a refused command's own buffer counts as used memory until it is refused).
+        var junk = 0
+        for size in [256_000, 1000, 32] {
+            var refusals = 0
+            while refusals < 3 && junk < 100_000 {
+                do {
+                    try await admin.command(["SET", "junk:\(junk)", String(repeating: "j", count: size)])
+                    junk += 1
+                    refusals = 0
+                } catch let e as RedisError {
+                    #expect(e.isOutOfMemory, "\(e)")
+                    refusals += 1
+                    try await Task.sleep(for: .milliseconds(150))  // the streams' trim frees what it can meanwhile
+                }
+            }
+            #expect(refusals == 3, "Redis never filled up")
+        }
+        let refused = try await stack.http("POST", "/api/aiim/messages", token: alice,
+                                           body: .object(["conversation_id": .string(conv), "content": .string("while full")]))
+        #expect(refused.status == 503, "\(refused.json)")
+        #expect(refused.json["error"]?["code"]?.stringValue == "unavailable")
+        _ = try await eventually(timeout: .seconds(5)) {
+            (try? await stack.http("GET", "/ready").json["redis_memory"]?["state"]?.stringValue) != "ok"
+        }
+        #expect(try await stack.http("GET", "/ready").json["redis_memory"]?["state"]?.stringValue != "ok")
+        // Memory frees: sends work again without a restart.
+        for k in stride(from: 0, to: junk, by: 500) {
+            try await admin.command(RedisCommand(["DEL"] + (k..<min(junk, k + 500)).map { "junk:\($0)" }))
+        }
+        let healed = try await eventually(timeout: .seconds(10)) {
+            try await stack.http("POST", "/api/aiim/messages", token: alice,
+                                 body: .object(["conversation_id": .string(conv), "content": .string("after")])).status == 200
+        }
+        #expect(healed)
+        await admin.shutdown()
+    }
 }
