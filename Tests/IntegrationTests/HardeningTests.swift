@@ -225,4 +225,94 @@ import Glibc
         #expect(healed)
         await admin.shutdown()
     }
+
+    /// A stream id used to be unique across tenants (the second tenant's first chunk was
+    /// refused as someone else's stream), and the idempotent replay looked a send up without its
+    /// tenant (a user of another tenant with the same user id got the first tenant's message).
+    @Test func tenantsShareNeitherStreamIDsNorReplays() async throws {
+        let stack = try await Stack.start()
+        defer { Task { await stack.stop() } }  // unstructured: defer cannot await; the stack stops in the background
+        let user = uniqueName("alice")
+        let t1 = try await stack.token(user, tenant: "t1"), t2 = try await stack.token(user, tenant: "t2")
+        var convs: [String] = []
+        for token in [t1, t2] {
+            let r = try await stack.http("POST", "/api/aiim/conversations", token: token, body: .object([
+                "type": .string("group"), "name": .string("tenant"), "member_ids": .array([.string(uniqueName("bob"))])]))
+            #expect(r.status == 200, "\(r.json)")
+            convs.append(try #require(r.json["conversation_id"]?.stringValue))
+        }
+        let streamID = uniqueName("stream")
+        var ids: [String] = []
+        for (token, (conv, text)) in zip([t1, t2], zip(convs, ["one", "two"])) {
+            let r = try await stack.http("POST", "/api/aiim/messages/stream", token: token, body: .object([
+                "conversation_id": .string(conv), "stream_id": .string(streamID), "chunk": .string(text), "stream_end": .bool(true)]))
+            #expect(r.status == 200, "\(r.json)")
+            #expect(r.json["message"]?["state"]?.stringValue == "completed")
+            ids.append(r.json["message"]?["message_id"]?.stringValue ?? "")
+        }
+        #expect(ids[0] != ids[1])
+        for (token, (conv, text)) in zip([t1, t2], zip(convs, ["one", "two"])) {
+            let history = try await stack.http("GET", "/api/aiim/messages/\(conv)", token: token)
+            #expect(history.json["messages"]?.arrayValue?.last?["content"]?["text"]?.stringValue == text)
+        }
+
+        // The replay of tenant 1's send is not tenant 2's to see.
+        let sent = try await stack.http("POST", "/api/aiim/messages", token: t1, body: .object([
+            "conversation_id": .string(convs[0]), "content": .string("secret"), "client_msg_id": "k1"]))
+        #expect(sent.status == 200)
+        let replay = try await stack.http("POST", "/api/aiim/messages", token: t2, body: .object([
+            "conversation_id": .string(convs[0]), "content": .string("guess"), "client_msg_id": "k1"]))
+        #expect(replay.status == 403, "\(replay.json)")
+        #expect(replay.json["message"] == nil)
+    }
+
+    /// History, replay and sync pages were capped by count only: 200 messages of 32 KiB made a
+    /// 6 MiB reply on the bus, and a sync of 500 conversations far more. Now pages stop at a
+    /// byte cap too, say `has_more`, and paging on gets everything, once, in order.
+    @Test func historyReplayAndSyncArePagedByBytes() async throws {
+        let stack = try await Stack.start(env: ["HISTORY_PAGE_MAX_BYTES": "100000", "SYNC_MAX_BYTES": "150000"])
+        defer { Task { await stack.stop() } }  // unstructured: defer cannot await; the stack stops in the background
+        let alice = try await stack.token("alice")
+        let convs = [try await stack.conversation(owner: "alice", members: ["bob"]),
+                     try await stack.conversation(owner: "alice", members: ["bob"])]
+        let big = String(repeating: "y", count: 30_000)
+        for conv in convs {
+            for i in 1...10 {
+                let r = try await stack.http("POST", "/api/aiim/messages", token: alice,
+                                             body: .object(["conversation_id": .string(conv), "content": .string(big + "\(i)")]))
+                #expect(r.status == 200)
+            }
+        }
+        // Newest page: the newest messages that fit, then scrolling back and paging forward.
+        let newest = try await stack.http("GET", "/api/aiim/messages/\(convs[0])?limit=200", token: alice)
+        let newestSeqs = newest.json["messages"]?.arrayOfSeqs ?? []
+        #expect(newestSeqs == [8, 9, 10], "\(newestSeqs)")
+        #expect(newest.json["has_more"] == .bool(true))
+        var seen: [Int] = []
+        var after = 0
+        for _ in 0..<10 {
+            let page = try await stack.http("GET", "/api/aiim/messages/\(convs[0])?limit=200&after_seq=\(after)", token: alice)
+            let seqs = page.json["messages"]?.arrayOfSeqs ?? []
+            #expect(seqs.count <= 3)
+            seen += seqs
+            after = seqs.last ?? after
+            if page.json["has_more"] != .bool(true) { break }
+        }
+        #expect(seen == Array(1...10))
+
+        // Sync: the whole response stops at its cap; the rest comes with the next sync.
+        let sync = try await stack.http("POST", "/api/aiim/sync", token: alice,
+                                        body: .object(["cursors": .object([convs[0]: .number(0), convs[1]: .number(0)])]))
+        let pages = sync.json["conversations"]?.arrayValue ?? []
+        let total = pages.reduce(0) { $0 + ($1["messages"]?.arrayValue?.count ?? 0) }
+        #expect(total >= 1 && total <= 5, "\(total) messages in one sync")
+        #expect(pages.allSatisfy { $0["has_more"] == .bool(true) })
+
+        // WebSocket replay (`subscribe` with `after_seq`) pages through the capped history: all of it, in order.
+        let ws = try await WSTestClient.connect(port: stack.ports[0], token: alice)
+        _ = try await ws.request(["type": "subscribe", "conversation_id": .string(convs[1]), "after_seq": 0])
+        #expect(try await eventually(timeout: .seconds(10)) { ws.createdSeqs(convs[1]).count >= 10 })
+        #expect(ws.createdSeqs(convs[1]) == Array(1...10))
+        await ws.close()
+    }
 }

@@ -22,18 +22,22 @@ public struct MessagingService: BackendService {
     var postgres: PostgresClient { runtime.postgres }
     /// Gathers concurrent sends into batches (one statement, one commit each).
     let batcher: SendBatcher
+    /// Byte caps of history pages and sync responses (`PageLimits`).
+    let pageLimits: PageLimits
 
-    init(runtime: BackendRuntime, streamTimeout: Duration = .seconds(30), generations: GenerationSettings = GenerationSettings()) {
+    init(runtime: BackendRuntime, streamTimeout: Duration = .seconds(30), generations: GenerationSettings = GenerationSettings(),
+         pageLimits: PageLimits = PageLimits()) {
         self.runtime = runtime
         self.streamTimeout = streamTimeout
         generationSettings = generations
+        self.pageLimits = pageLimits
         let writer = SendBatchWriter(postgres: runtime.postgres, events: runtime.events)
         batcher = SendBatcher { batch in try await writer.write(batch) }
     }
 
     public init(runtime: BackendRuntime, env: Environment) throws {
         self.init(runtime: runtime, streamTimeout: .seconds(try env.int("STREAM_TIMEOUT_SECONDS", default: 30)),
-                  generations: try GenerationSettings(env: env))
+                  generations: try GenerationSettings(env: env), pageLimits: try PageLimits(env: env))
     }
 
     public var extraServices: [any Service] {
