@@ -1,5 +1,6 @@
 import AIIMBackendKit
 import AIIMJSON
+@testable import AIIMPostgres
 import AIIMProtocol
 import Testing
 
@@ -61,6 +62,46 @@ import Testing
         let entry = try Envelope.make(type: PingCommand.type, payload: ["note": 5])
         await #expect(throws: AIIMError(.badRequest, "payload of ping does not match its schema")) {
             _ = try await router.handler(entry)
+        }
+    }
+
+    /// Data (22), constraint (23) and syntax (42) errors are final answers; connection,
+    /// serialization and resource errors stay transient (the consumer retries them).
+    @Test(arguments: [
+        ("22P05", ErrorCode.validationFailed), ("22007", .validationFailed), ("22001", .validationFailed),
+        ("23505", .conflict), ("23503", .validationFailed), ("23514", .validationFailed), ("42703", .internalError),
+        ("42P01", .internalError),
+    ])
+    func aPermanentDatabaseErrorIsAnsweredWithItsCode(state: String, code: ErrorCode) async throws {
+        var router = CommandRouter(service: .messaging)
+        try router.register(PingCommand.self) { _ in
+            throw PostgresError(sqlState: state, description: "ERROR: SELECT secret FROM t", isConnectionError: false)
+        }
+        do {
+            _ = try await router.handler(Self.envelope(PingCommand(note: nil)))
+            Issue.record("no error")
+        } catch let e as AIIMError {
+            #expect(e.code == code && !e.message.contains("SELECT"))
+        }
+    }
+
+    @Test(arguments: ["08006", "40001", "40P01", "53300", "57P01", "57P03", "57014", nil])
+    func aTransientDatabaseErrorStaysTransient(state: String?) async throws {
+        var router = CommandRouter(service: .messaging)
+        try router.register(PingCommand.self) { _ in
+            throw PostgresError(sqlState: state, description: "gone", isConnectionError: state == nil || state!.hasPrefix("08"))
+        }
+        await #expect(throws: PostgresError.self) { _ = try await router.handler(Self.envelope(PingCommand(note: nil))) }
+    }
+
+    @Test func aPayloadWithANULIsRefusedBeforeItsHandlerRuns() async throws {
+        var router = CommandRouter(service: .messaging)
+        try router.register(PingCommand.self) { _ in
+            Issue.record("the handler ran")
+            return Pong(service: "messaging", instance: "a", note: nil)
+        }
+        await #expect(throws: AIIMError(.validationFailed, "text must not contain the NUL character (U+0000)")) {
+            _ = try await router.handler(Self.envelope(PingCommand(note: "a\u{0}")))
         }
     }
 }

@@ -158,8 +158,6 @@ import Testing
         let stack = try await Stack.start(env: ["AUTH_FAILURES_PER_SEC": "2"])  // bursts of 8
         defer { Task { await stack.stop() } }
         let port = stack.ports[0]
-        let redis = stack.gateways[0].redis
-        let mark = try await lastCommandID(redis)
         // A repeated unknown key: messaging is asked once, then the gateway answers from memory.
         let key = "aiim_" + UUIDs.make().replacingOccurrences(of: "-", with: "") + String(repeating: "a", count: 64)
         let first = try await RawHTTP.request(port: port, "GET", "/api/aiim/conversations", bearer: key)
@@ -189,13 +187,17 @@ import Testing
             #expect(r.json["error"]?["code"]?.stringValue == "rate_limited")
             #expect(r.header("retry-after") != nil)
         }
-        // What reached messaging: the first check of the key, never its repeat nor a limited request.
-        let asked = try await commandHeaders(redis, after: mark)
+        // What reached messaging (its consumer logs every command it handled under the request's
+        // trace; handled commands are deleted from the stream): the first check of the key,
+        // never its repeat nor a limited request.
+        func reachedMessaging(_ trace: String) -> Bool {
+            TestLog.lines(withTrace: trace).contains { $0.label == "aiim.messaging" && $0.message == "command handled" }
+        }
         let firstTrace = try #require(first.header("x-trace-id"))
-        #expect(asked.contains { $0.contains(firstTrace) }, "the first check of a key is messaging's")
+        #expect(reachedMessaging(firstTrace), "the first check of a key is messaging's")
         for r in [again] + limited + [ws] {
             let trace = try #require(r.header("x-trace-id"))
-            #expect(!asked.contains { $0.contains(trace) }, "a refused-from-memory or limited request reached messaging")
+            #expect(!reachedMessaging(trace), "a refused-from-memory or limited request reached messaging")
         }
         // Once the budget refilled, the address is served again.
         try await Task.sleep(for: .seconds(2))
@@ -293,26 +295,6 @@ import Testing
         #expect(try await eventually(timeout: .seconds(5)) { device.closed.withLockedValue { $0 } })
         #expect(device.closeCode.withLockedValue { $0 } == 4001)
         #expect(device.createdSeqs(conv) == [1], "nothing is delivered out of order")
-    }
-}
-
-/// The id of the newest entry of messaging's command stream ("0" when empty).
-func lastCommandID(_ redis: RedisClient) async throws -> String {
-    let r = try await redis.command(["XREVRANGE", StreamNames.commands(.messaging), "+", "-", "COUNT", "1"])
-    return r.array?.first?.array?.first?.text ?? "0"
-}
-
-/// The envelope headers (JSON text, with the `traceparent`) of the commands sent to messaging after `id`.
-func commandHeaders(_ redis: RedisClient, after id: String) async throws -> [String] {
-    let r = try await redis.command(["XRANGE", StreamNames.commands(.messaging), "(" + id, "+"])
-    return (r.array ?? []).compactMap { entry -> String? in
-        let fields = entry.array?.last?.array ?? []
-        var i = 0
-        while i + 1 < fields.count {
-            if fields[i].text == "h" { return fields[i + 1].text }
-            i += 2
-        }
-        return nil
     }
 }
 

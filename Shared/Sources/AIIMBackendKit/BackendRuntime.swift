@@ -83,7 +83,11 @@ public struct BackendRuntime: Sendable {
             redis: redis, settings: ConsumerSettings(service: config.service, config: config), origin: origin,
             logger: logger, handler: handler)
         let migrateThenConsume = MigrateThenRun(runtime: self, next: consumer)
-        return [monitor, http, bus] + extraServices + [migrateThenConsume]
+        let budget = StreamBudget(
+            redis: redis, streams: [StreamNames.events, StreamNames.deadLetter], budgetBytes: config.redisMemoryBudgetBytes,
+            interval: .milliseconds(config.redisMemoryCheckMillis), logger: logger
+        ) { [readiness] in readiness.setDetail("redis_memory", $0.json) }
+        return [monitor, http, bus, budget] + extraServices + [migrateThenConsume]
     }
 
     /// Applies this service's migrations, retrying with backoff until PostgreSQL is reachable and

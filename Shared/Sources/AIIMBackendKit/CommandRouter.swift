@@ -1,6 +1,7 @@
 import AIIMJSON
 import AIIMProtocol
 import AIIMRedis
+import Logging
 
 /// A backend's command handlers, one per command type (the envelope `type`), instead of a
 /// `switch`: the command type fixes the payload a handler decodes and the reply it returns, a
@@ -81,15 +82,24 @@ public struct CommandRouter: Sendable {
         routes[C.type] = route
     }
 
-    /// What the stream consumer calls for each command.
+    /// What the stream consumer calls for each command. Before any handler runs, the payload
+    /// must be storable (`Validation.storable(json:)`: no NUL in any field); a permanent
+    /// database error a handler throws becomes its final answer (`PostgresError.clientError`),
+    /// so bad input is answered at once instead of being retried as transient.
     public var handler: CommandHandler {
         let routes = self.routes
         let service = self.service
+        let logger = Logger(label: "aiim.\(service.rawValue).router")
         return { envelope in
             guard let route = routes[envelope.header.type] else {
                 throw AIIMError(.unknownType, "\(service.rawValue) does not handle \(envelope.header.type)")
             }
-            return try await route(envelope, Context(header: envelope.header, trace: Trace.current ?? envelope.trace))
+            try Validation.storable(json: envelope.payload)
+            do {
+                return try await route(envelope, Context(header: envelope.header, trace: Trace.current ?? envelope.trace))
+            } catch {
+                throw classifyDatabaseError(error, command: envelope.header.type, logger: logger)
+            }
         }
     }
 }

@@ -16,6 +16,20 @@ public struct PostgresError: Error, CustomStringConvertible {
     public var isForeignKeyViolation: Bool { sqlState == "23503" }
     public var isSerializationFailure: Bool { sqlState == "40001" || sqlState == "40P01" }
     public var isStatementTimeout: Bool { sqlState == "57014" }
+
+    /// Worth retrying: the connection broke (class 08, or no SQLSTATE at all because libpq lost
+    /// the server), a serialization failure or deadlock (40), the server lacks resources (53),
+    /// it is shutting down or starting (57P01–57P03), or a statement ran into `statement_timeout`
+    /// (57014, an overloaded server). Everything else (data errors 22, constraint violations 23,
+    /// syntax and access errors 42, …) fails the same way every time: it is permanent.
+    public var isTransient: Bool {
+        if isConnectionError { return true }
+        guard let s = sqlState else { return false }
+        return s.hasPrefix("08") || s.hasPrefix("40") || s.hasPrefix("53") || s.hasPrefix("57P") || s == "57014"
+    }
+
+    /// The SQLSTATE class, its first two characters (`22`, `23`, `42`, …).
+    public var sqlStateClass: String? { sqlState.map { String($0.prefix(2)) } }
 }
 
 /// A value bound to a `$n` parameter (sent in text format; never spliced into SQL).

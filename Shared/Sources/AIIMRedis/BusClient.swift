@@ -57,6 +57,10 @@ public final class BusClient: Service, Sendable {
         } catch {
             pending.withLockedValue { _ = $0.removeValue(forKey: id) }
             logger.warning("bus send failed", metadata: ["type": "\(C.type)", "error": "\(error)"])
+            if let re = error as? RedisError, re.isOutOfMemory {
+                // Redis is at maxmemory: refused at once; it heals as streams are trimmed.
+                throw AIIMError.unavailable("the message bus is out of memory; try again shortly")
+            }
             throw AIIMError.unavailable("\(C.service.rawValue) is unavailable")
         }
         if !sweeping.withLockedValue({ $0 }) {

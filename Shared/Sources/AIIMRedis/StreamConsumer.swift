@@ -65,6 +65,9 @@ public final class StreamConsumer: Service, Sendable {
             }
         }
         let inFlight = NIOLockedValueBox(0)
+        // Claims of running handlers are renewed while they run and while the loop drains;
+        // leaving `run` cancels the renewal.
+        async let _ = keepClaims()
         await withDiscardingTaskGroup { group in
             var lastReclaim = ContinuousClock.now
             var backoff = Backoff()
@@ -110,6 +113,30 @@ public final class StreamConsumer: Service, Sendable {
         logger.info("consumer stopped", metadata: ["stream": "\(settings.stream)"])
     }
 
+    /// Ids of the entries whose handlers run now in this process.
+    let running = NIOLockedValueBox<Set<String>>([])
+
+    /// How often the claims of running handlers are renewed: well inside `reclaimIdle`, so no
+    /// replica ever sees a running command as idle and runs it a second time.
+    var claimRenewal: Duration { settings.reclaimIdle / 3 }
+
+    /// Renews the claim of every running handler's entry (`XCLAIM … 0 … JUSTID`: resets its
+    /// idle time, keeps this consumer as owner, does not count a delivery), one command for all
+    /// of them, until cancelled.
+    func keepClaims() async {
+        while true {
+            do { try await Task.sleep(for: claimRenewal) } catch { return }
+            let ids = running.withLockedValue { Array($0) }
+            if ids.isEmpty { continue }
+            var cmd: RedisCommand = ["XCLAIM", settings.stream, settings.group, settings.consumer, "0"]
+            for id in ids { cmd.append(id) }
+            cmd.append("JUSTID")
+            do { _ = try await redis.command(cmd) } catch {
+                logger.warning("cannot renew claims", metadata: ["stream": "\(settings.stream)", "error": "\(error)"])
+            }
+        }
+    }
+
     func ensureGroup() async throws {
         do {
             try await redis.command(["XGROUP", "CREATE", settings.stream, settings.group, "0", "MKSTREAM"])
@@ -152,6 +179,8 @@ public final class StreamConsumer: Service, Sendable {
         }
         var env = envelope
         env.header.attempt = max(env.header.attempt, deliveries)
+        running.withLockedValue { _ = $0.insert(entry.id) }
+        defer { running.withLockedValue { _ = $0.remove(entry.id) } }
         await Trace.$current.withValue(envelope.trace) {
             if deliveries > settings.maxAttempts {
                 logger.error("entry failed too often; dead-lettering", metadata: ["entry": "\(entry.id)", "type": "\(env.header.type)", "attempts": "\(deliveries)"])
@@ -161,6 +190,16 @@ public final class StreamConsumer: Service, Sendable {
             let start = ContinuousClock.now
             var backoff = Backoff(base: .milliseconds(50), cap: .milliseconds(400))
             for attempt in 1...3 {
+                // Past its deadline the requester has given up (it answered its client with
+                // `timeout`): doing the work now would store what the client was told failed.
+                if let deadline = env.header.deadline, deadline < Timestamp.nowMillis() {
+                    logger.notice("command expired before it ran", metadata: [
+                        "entry": "\(entry.id)", "type": "\(env.header.type)", "late_ms": "\(Timestamp.nowMillis() - deadline)",
+                    ])
+                    Counter(label: "aiim_command_expired_total", dimensions: [("type", env.header.type)]).increment()
+                    await finish(entry, envelope: env, reply: .failure(Self.expired), deadLetter: nil)
+                    return
+                }
                 do {
                     let reply = try await handler(env)
                     let nanos = start.elapsedNanoseconds
@@ -175,6 +214,10 @@ public final class StreamConsumer: Service, Sendable {
                 } catch let e as AIIMError where e.code != .unavailable && e.code != .timeout {
                     let poison = e.code == .unknownType || e.code == .unsupportedVersion
                     if poison { logger.error("poison entry", metadata: ["entry": "\(entry.id)", "error": "\(e)"]) }
+                    // Its one line too (the entry is deleted once acknowledged; the log stays).
+                    logger.info("command handled", metadata: [
+                        "command": "\(env.header.type)", "attempt": "\(env.header.attempt)", "error": "\(e.code.rawValue)",
+                    ])
                     await finish(entry, envelope: env, reply: .failure(e), deadLetter: poison ? e.message : nil)
                     return
                 } catch {
@@ -186,6 +229,10 @@ public final class StreamConsumer: Service, Sendable {
             Counter(label: "aiim_command_transient_failures_total", dimensions: [("type", env.header.type)]).increment()
         }
     }
+
+    /// The answer of a command whose deadline passed before it ran (nobody reads it: `finish`
+    /// writes no reply past the deadline).
+    static let expired = AIIMError(.timeout, "the request expired before it ran")
 
     /// Replies (if someone waits), dead-letters if asked, and acknowledges, in one round trip.
     func finish(_ entry: StreamEntry, envelope: Envelope?, reply: Result<[UInt8], AIIMError>, deadLetter reason: String?) async {
@@ -212,6 +259,9 @@ public final class StreamConsumer: Service, Sendable {
             Counter(label: "aiim_stream_dead_lettered_total", dimensions: [("stream", settings.stream)]).increment()
         }
         cmds.append(["XACK", settings.stream, settings.group, entry.id])
+        // Done: the entry need not stay, so a command stream holds only pending work whatever
+        // the commands' sizes (its copy in the dead-letter stream, if any, is written above).
+        cmds.append(["XDEL", settings.stream, entry.id])
         var backoff = Backoff(base: .milliseconds(50), cap: .seconds(1))
         for _ in 0..<5 {
             do {

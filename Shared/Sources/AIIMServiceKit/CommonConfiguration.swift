@@ -37,6 +37,12 @@ public struct CommonConfiguration: Sendable {
     public var maxAttempts: Int
     /// `RECLAIM_IDLE_MS`: a pending command idle this long belongs to a dead consumer and is reclaimed. Default 15000.
     public var reclaimIdleMillis: Int
+    /// `REDIS_MEMORY_BUDGET`: bytes of Redis memory past which the shared streams are trimmed
+    /// (`StreamBudget`). Default 0: 80 % of Redis' `maxmemory` (no trimming by memory when
+    /// Redis has no `maxmemory`).
+    public var redisMemoryBudgetBytes: Int
+    /// `REDIS_MEMORY_CHECK_MS`: how often Redis memory is checked (and reported on `/ready`). Default 1000.
+    public var redisMemoryCheckMillis: Int
 
     public init(service: ServiceName, env: Environment = Environment(), requireDatabase: Bool) throws {
         self.service = service
@@ -60,6 +66,8 @@ public struct CommonConfiguration: Sendable {
         consumerConcurrency = try env.int("CONSUMER_CONCURRENCY", default: 64)
         maxAttempts = try env.int("MAX_ATTEMPTS", default: 5)
         reclaimIdleMillis = try env.int("RECLAIM_IDLE_MS", default: 15_000)
+        redisMemoryBudgetBytes = try env.int("REDIS_MEMORY_BUDGET", default: 0)
+        redisMemoryCheckMillis = try env.int("REDIS_MEMORY_CHECK_MS", default: 1000)
         guard (1...65535).contains(httpPort) else { throw ConfigurationError("HTTP_PORT must be 1...65535") }
     }
 }

@@ -65,15 +65,17 @@ public enum ObservabilityRoutes {
                 "status": .string(ready ? "healthy" : "unhealthy"),
                 "timestamp": .number(Date().timeIntervalSince1970),
                 "version": .string(version), "service": .string(service), "instance": .string(instance),
-                "checks": .object(checks),
+                "checks": .object(checks), "details": .object(readiness.details),
             ]))
         }
         router.get("/ready") { _, _ in
             let (ready, down) = readiness.report()
-            if ready { return jsonResponse(.ok, .object(["status": .string("ready")])) }
-            return jsonResponse(.serviceUnavailable, .object([
-                "status": .string("not_ready"), "reasons": .object(down.mapValues { .string($0) }),
-            ]))
+            // Details (e.g. `redis_memory`) besides the status, whether ready or not.
+            var body: [String: JSONValue] = readiness.details
+            body["status"] = .string(ready ? "ready" : "not_ready")
+            if ready { return jsonResponse(.ok, .object(body)) }
+            body["reasons"] = .object(down.mapValues { .string($0) })
+            return jsonResponse(.serviceUnavailable, .object(body))
         }
         router.get("/metrics") { _, _ in
             var buffer: [UInt8] = []

@@ -1,3 +1,4 @@
+import AIIMJSON
 import Foundation
 import NIOConcurrencyHelpers
 
@@ -22,6 +23,16 @@ public final class Readiness: Sendable {
         for (k, v) in s { if let r = v { down[k] = r } }
         return (down.isEmpty, down)
     }
+
+    let detailState = NIOLockedValueBox<[String: JSONValue]>([:])
+
+    /// Records a detail `/ready` and `/health` show besides up/down (e.g. `redis_memory`).
+    public func setDetail(_ key: String, _ value: JSONValue) {
+        detailState.withLockedValue { $0[key] = value }
+    }
+
+    /// The details recorded so far.
+    public var details: [String: JSONValue] { detailState.withLockedValue { $0 } }
 
     /// Every component's name.
     public var components: [String] { state.withLockedValue { Array($0.keys) }.sorted() }

@@ -151,7 +151,12 @@ public struct Gateway: Sendable {
     public func services() -> [any Service] {
         let monitor = DependencyMonitor(
             readiness: readiness, checks: [("redis", { [redis] in try await redis.ping() })], logger: logger)
-        return [monitor, bus, eventsService(), buildApplication()]
+        // This gateway's reply stream is the one stream it writes to; the backends trim the shared ones.
+        let budget = StreamBudget(
+            redis: redis, streams: [bus.replyStream], budgetBytes: config.common.redisMemoryBudgetBytes,
+            interval: .milliseconds(config.common.redisMemoryCheckMillis), logger: logger
+        ) { [readiness] in readiness.setDetail("redis_memory", $0.json) }
+        return [monitor, bus, budget, eventsService(), buildApplication()]
     }
 
     public func shutdown() async {

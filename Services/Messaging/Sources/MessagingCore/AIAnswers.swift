@@ -31,7 +31,8 @@ extension MessagingService {
         try await requireMember(cmd.actor, conversationID)
 
         // First chunk: create the message (a concurrent first chunk loses on the unique stream id).
-        if try await postgres.query("SELECT 1 FROM im_messages WHERE stream_id = $1", [streamID]).rows.isEmpty {
+        if try await postgres.query("SELECT 1 FROM im_messages WHERE tenant_id = $1 AND stream_id = $2",
+                                    [cmd.actor.tenantID, streamID]).rows.isEmpty {
             do {
                 _ = try await insert(
                     conversationID: conversationID, tenantID: cmd.actor.tenantID, senderID: cmd.actor.userID, kind: "ai",
@@ -45,8 +46,8 @@ extension MessagingService {
             let cur = try conn.query("""
                 SELECT \(Rows.messageColumns()), tenant_id, stream_bytes,
                        (SELECT json_agg(user_id) FROM conversation_members WHERE conversation_id = im_messages.conversation_id) AS members
-                FROM im_messages WHERE stream_id = $1 FOR UPDATE
-                """, [streamID])
+                FROM im_messages WHERE tenant_id = $2 AND stream_id = $1 FOR UPDATE
+                """, [streamID, actor.tenantID])
             let row = try cur.first.orThrow(AIIMError.notFound("no such stream"))
             guard try row.decode("conversation_id", as: String.self) == conversationID,
                   try row.decode("sender_id", as: String.self) == actor.userID,
@@ -73,8 +74,9 @@ extension MessagingService {
                     guard bytes + Int64(chunk.jsonString().utf8.count) <= Int64(settings.maxBytes) else {
                         throw AIIMError(.payloadTooLarge, "the stream would exceed \(settings.maxBytes) bytes; end it")
                     }
-                    try conn.query("INSERT INTO ai_stream_chunks (stream_id, chunk_index, content) VALUES ($1, $2, $3::jsonb)",
-                                   [streamID, i, chunk])
+                    try conn.query(
+                        "INSERT INTO ai_stream_chunks (tenant_id, stream_id, chunk_index, content) VALUES ($4, $1, $2, $3::jsonb)",
+                        [streamID, i, chunk, actor.tenantID])
                     index = i
                     appended = true
                 }
@@ -85,13 +87,13 @@ extension MessagingService {
                 // linear in the stream's size); the end assembles the text from the chunks.
                 let updated = try conn.query("""
                     UPDATE im_messages SET
-                        content = CASE WHEN $4 THEN jsonb_set(content, '{text}', to_jsonb(\(Self.assembledText("$1")))) ELSE content END,
+                        content = CASE WHEN $4 THEN jsonb_set(content, '{text}', to_jsonb(\(Self.assembledText("$1", tenant: "$5")))) ELSE content END,
                         stream_chunks = stream_chunks + $3, stream_bytes = stream_bytes + $2, stream_updated_at = now(),
                         stream_state = CASE WHEN $4 THEN 'completed' ELSE stream_state END
-                    WHERE stream_id = $1
+                    WHERE tenant_id = $5 AND stream_id = $1
                     RETURNING \(Rows.messageColumns()),
                         (SELECT json_agg(user_id) FROM conversation_members WHERE conversation_id = im_messages.conversation_id) AS members
-                    """, [streamID, appended ? Int64(chunk?.jsonString().utf8.count ?? 0) : 0, appended ? 1 : 0, end])
+                    """, [streamID, appended ? Int64(chunk?.jsonString().utf8.count ?? 0) : 0, appended ? 1 : 0, end, actor.tenantID])
                 return (try updated.first.orThrow(), index, appended)
             }
             if cmd.streamEnd == false, !appended, chunk == nil { throw AIIMError.validation("nothing to do") }
@@ -117,20 +119,23 @@ extension MessagingService {
             streamEnd: message.stream?.state != "streaming", state: message.stream?.state ?? "completed")
     }
 
-    /// SQL for a stream's text so far: its chunks' text in order (`text(of:)` in SQL).
-    static func assembledText(_ streamIDExpression: String) -> String {
+    /// SQL for a stream's text so far: its chunks' text in order (`text(of:)` in SQL). Stream ids
+    /// are unique per tenant only, so the tenant is part of the key.
+    static func assembledText(_ streamIDExpression: String, tenant tenantExpression: String) -> String {
         """
         (SELECT coalesce(string_agg(CASE jsonb_typeof(k.content) WHEN 'string' THEN k.content #>> '{}'
                                     ELSE coalesce(k.content->>'delta', k.content->>'text', k.content->>'content', '') END,
                                     '' ORDER BY k.chunk_index), '')
-         FROM ai_stream_chunks k WHERE k.stream_id = \(streamIDExpression))
+         FROM ai_stream_chunks k WHERE k.tenant_id = \(tenantExpression) AND k.stream_id = \(streamIDExpression))
         """
     }
 
     /// A stream still in progress shows its text so far (history, sync).
     func withStreamText(_ message: MessageDTO) async throws -> MessageDTO {
         guard let stream = message.stream, stream.state == "streaming" else { return message }
-        let rows = try await postgres.query("SELECT \(Self.assembledText("$1")) AS text", [stream.streamID])
+        let rows = try await postgres.query(
+            "SELECT \(Self.assembledText("$1", tenant: "(SELECT tenant_id FROM im_messages WHERE message_id = $2)")) AS text",
+            [stream.streamID, message.messageID])
         var m = message
         var content = m.content.objectValue ?? [:]
         content["text"] = .string(rows.first?.optional("text") ?? "")
@@ -165,7 +170,7 @@ struct SilentAnswerCloser: Service {
         let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
         let rows = try await service.postgres.query("""
             UPDATE im_messages SET stream_state = 'interrupted', stream_updated_at = now(),
-                content = jsonb_set(content, '{text}', to_jsonb(\(MessagingService.assembledText("im_messages.stream_id"))))
+                content = jsonb_set(content, '{text}', to_jsonb(\(MessagingService.assembledText("im_messages.stream_id", tenant: "im_messages.tenant_id"))))
             WHERE message_id IN (
                 SELECT message_id FROM im_messages
                 WHERE stream_state = 'streaming' AND stream_updated_at < now() - make_interval(secs => $1)

@@ -109,8 +109,9 @@ extension MessagingService {
         var beforeID: String?
         if let cursor = cmd.before {
             let parts = cursor.split(separator: "|", maxSplits: 1).map(String.init)
-            guard parts.count == 2, Date(postgresText: parts[0]) != nil else { throw AIIMError.validation("invalid cursor") }
-            beforeTS = parts[0]; beforeID = parts[1]
+            guard parts.count == 2 else { throw AIIMError.validation("invalid cursor") }
+            beforeTS = try Validation.cursorTimestamp(parts[0])
+            beforeID = try Validation.id(parts[1], field: "cursor")
         }
         let rows = try await postgres.query("""
             SELECT \(Rows.conversationColumns), c.updated_at::text AS cursor_ts, m.role,

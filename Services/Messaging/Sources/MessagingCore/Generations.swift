@@ -80,7 +80,7 @@ extension MessagingService {
         let label = try validLabel(cmd.label)
         let expiry = label == nil ? nil : try labelExpiry(cmd.labelTTLMillis)
         try await requireMember(cmd.actor, conversationID)
-        if let existing = try await existingMessage(conversationID, cmd.actor.userID, "gen:" + clientID) {
+        if let existing = try await existingMessage(conversationID, cmd.actor.userID, "gen:" + clientID, tenant: cmd.actor.tenantID) {
             return GenerationSnapshot(message: existing.message, deltas: nil)
         }
         if let replyTo {

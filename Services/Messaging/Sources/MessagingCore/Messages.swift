@@ -1,4 +1,5 @@
 import AIIMBackendKit
+import AIIMConfiguration
 import AIIMJSON
 import AIIMPostgres
 import AIIMProtocol
@@ -37,7 +38,7 @@ extension MessagingService {
                  content: JSONValue) async throws -> SendResult {
         var content = content
         let actor = cmd.actor
-        if let existing = try await existingMessage(conversationID, actor.userID, clientMsgID) {
+        if let existing = try await existingMessage(conversationID, actor.userID, clientMsgID, tenant: actor.tenantID) {
             try await publishCreated(existing.message, tenant: actor.tenantID, members: existing.members)
             return SendResult(message: existing.message, duplicate: true)
         }
@@ -109,20 +110,22 @@ extension MessagingService {
             return SendResult(message: message, duplicate: false)
         } catch let e as PostgresError where e.isUniqueViolation {
             // A concurrent retry with the same client_msg_id won; answer with its message.
-            guard let existing = try await existingMessage(conversationID, senderID, clientMsgID) else { throw e }
+            guard let existing = try await existingMessage(conversationID, senderID, clientMsgID, tenant: tenantID) else { throw e }
             try await publishCreated(existing.message, tenant: tenantID, members: existing.members)
             return SendResult(message: existing.message, duplicate: true)
         }
     }
 
-    func existingMessage(_ conversationID: String, _ senderID: String, _ clientMsgID: String) async throws
+    /// The message an earlier send with this idempotency key stored, in the requester's tenant
+    /// only: a user of another tenant with the same user id never replays (or learns of) it.
+    func existingMessage(_ conversationID: String, _ senderID: String, _ clientMsgID: String, tenant: String) async throws
         -> (message: MessageDTO, members: [String])?
     {
         let rows = try await postgres.query("""
             SELECT \(Rows.messageColumns()),
                    (SELECT json_agg(user_id) FROM conversation_members WHERE conversation_id = $1) AS members
-            FROM im_messages WHERE conversation_id = $1 AND sender_id = $2 AND client_msg_id = $3
-            """, [conversationID, senderID, clientMsgID])
+            FROM im_messages WHERE tenant_id = $4 AND conversation_id = $1 AND sender_id = $2 AND client_msg_id = $3
+            """, [conversationID, senderID, clientMsgID, tenant])
         guard let row = rows.first else { return nil }
         return (try Rows.message(row), Rows.stringList(row, "members"))
     }
@@ -157,7 +160,10 @@ extension MessagingService {
         return try await page(conversationID, after: cmd.afterSeq, before: before, limit: limit)
     }
 
-    func page(_ conversationID: String, after: Int64?, before: Int64?, limit: Int) async throws -> MessagePage {
+    /// One page of history: at most `limit` messages and, past the first, at most `maxBytes`
+    /// (default `HISTORY_PAGE_MAX_BYTES`) of their size; a page the byte cap cut has `has_more`,
+    /// and paging on from its last (or, scrolling back, first) `seq` gets the rest.
+    func page(_ conversationID: String, after: Int64?, before: Int64?, limit: Int, maxBytes: Int? = nil) async throws -> MessagePage {
         let ascending = after != nil
         let sql = """
             SELECT \(Rows.messageColumns()) FROM im_messages
@@ -168,7 +174,8 @@ extension MessagingService {
         var messages = try rows.rows.prefix(limit).map { try Rows.message($0) }
         if !ascending { messages.reverse() }
         messages = try await withLiveParts(messages)
-        return MessagePage(conversationID: conversationID, messages: messages, hasMore: rows.rows.count > limit)
+        let capped = PageLimits.capped(messages, keepNewest: !ascending, maxBytes: maxBytes ?? pageLimits.historyMaxBytes)
+        return MessagePage(conversationID: conversationID, messages: capped.messages, hasMore: rows.rows.count > limit || capped.cut)
     }
 
     func sync(_ cmd: Sync) async throws -> SyncResult {
@@ -181,8 +188,18 @@ extension MessagingService {
             """, [cmd.actor.userID, cmd.actor.tenantID, ids])
         let allowed = Set(rows.rows.compactMap { $0.optional("conversation_id", as: String.self) })
         var pages: [MessagePage] = []
+        // The whole response is capped too (`SYNC_MAX_BYTES`): past it, the remaining
+        // conversations come back empty with `has_more`, for the next sync.
+        var room = pageLimits.syncMaxBytes
         for id in ids where allowed.contains(id) {
-            pages.append(try await page(id, after: max(0, cmd.cursors[id] ?? 0), before: nil, limit: limit))
+            guard room > 0 else {
+                pages.append(MessagePage(conversationID: id, messages: [], hasMore: true))
+                continue
+            }
+            let p = try await page(id, after: max(0, cmd.cursors[id] ?? 0), before: nil, limit: limit,
+                                   maxBytes: min(pageLimits.historyMaxBytes, room))
+            room -= p.messages.reduce(0) { $0 + PageLimits.size(of: $1) }
+            pages.append(p)
         }
         return SyncResult(conversations: pages)
     }
@@ -251,7 +268,7 @@ extension MessagingService {
 
     /// A system message written on behalf of another service (calls).
     func postSystem(_ cmd: PostSystemMessage) async throws -> MessageDTO {
-        if let existing = try await existingMessage(cmd.conversationID, cmd.senderID, cmd.clientMsgID) {
+        if let existing = try await existingMessage(cmd.conversationID, cmd.senderID, cmd.clientMsgID, tenant: cmd.tenantID) {
             return existing.message
         }
         return try await insert(
@@ -265,5 +282,41 @@ extension Optional {
     func orThrow(_ error: @autoclosure () -> AIIMError = AIIMError.notFound("not found")) throws -> Wrapped {
         guard let self else { throw error() }
         return self
+    }
+}
+
+/// Byte caps of what one reply may carry, so a history page, a replay page (a gateway pages
+/// `subscribe` replays and gap fills through history) or a sync of many conversations of
+/// large messages stays small on the bus and in the gateway, besides the count caps.
+struct PageLimits: Sendable {
+    /// `HISTORY_PAGE_MAX_BYTES`: bytes of messages in one history page. Default 1 MiB.
+    var historyMaxBytes = 1 << 20
+    /// `SYNC_MAX_BYTES`: bytes of messages in one sync response. Default 4 MiB.
+    var syncMaxBytes = 4 << 20
+
+    init() {}
+
+    init(env: Environment) throws {
+        historyMaxBytes = try env.int("HISTORY_PAGE_MAX_BYTES", default: historyMaxBytes)
+        syncMaxBytes = try env.int("SYNC_MAX_BYTES", default: syncMaxBytes)
+        guard historyMaxBytes > 0, syncMaxBytes > 0 else {
+            throw ConfigurationError("HISTORY_PAGE_MAX_BYTES and SYNC_MAX_BYTES must be positive")
+        }
+    }
+
+    /// A message's share of a page: its content as JSON plus its other fields.
+    static func size(of message: MessageDTO) -> Int { message.content.jsonString().utf8.count + 256 }
+
+    /// The messages (ascending by `seq`) that fit `maxBytes`, at least one: the oldest ones when
+    /// paging forward, the newest ones when the page ends at the newest (or at `before`).
+    static func capped(_ messages: [MessageDTO], keepNewest: Bool, maxBytes: Int) -> (messages: [MessageDTO], cut: Bool) {
+        var bytes = 0, kept = 0
+        for m in keepNewest ? Array(messages.reversed()) : messages {
+            let s = Self.size(of: m)
+            if kept > 0 && bytes + s > maxBytes { break }
+            bytes += s; kept += 1
+        }
+        guard kept < messages.count else { return (messages, false) }
+        return (keepNewest ? Array(messages.suffix(kept)) : Array(messages.prefix(kept)), true)
     }
 }

@@ -25,13 +25,16 @@ public struct MessagingService: BackendService {
     /// `API_KEYS_PER_OWNER`: live (neither revoked nor expired) API keys one person may own;
     /// one more is refused with `rate_limited`. Default 20.
     let apiKeysPerOwner: Int
+    /// Byte caps of history pages and sync responses (`PageLimits`).
+    let pageLimits: PageLimits
 
     init(runtime: BackendRuntime, streamTimeout: Duration = .seconds(30), generations: GenerationSettings = GenerationSettings(),
-         apiKeysPerOwner: Int = 20) {
+         apiKeysPerOwner: Int = 20, pageLimits: PageLimits = PageLimits()) {
         self.runtime = runtime
         self.apiKeysPerOwner = apiKeysPerOwner
         self.streamTimeout = streamTimeout
         generationSettings = generations
+        self.pageLimits = pageLimits
         let writer = SendBatchWriter(postgres: runtime.postgres, events: runtime.events)
         batcher = SendBatcher { batch in try await writer.write(batch) }
     }
@@ -40,7 +43,8 @@ public struct MessagingService: BackendService {
         let apiKeysPerOwner = try env.int("API_KEYS_PER_OWNER", default: 20)
         guard (1...10_000).contains(apiKeysPerOwner) else { throw ConfigurationError("API_KEYS_PER_OWNER must be 1-10000") }
         self.init(runtime: runtime, streamTimeout: .seconds(try env.int("STREAM_TIMEOUT_SECONDS", default: 30)),
-                  generations: try GenerationSettings(env: env), apiKeysPerOwner: apiKeysPerOwner)
+                  generations: try GenerationSettings(env: env), apiKeysPerOwner: apiKeysPerOwner,
+                  pageLimits: try PageLimits(env: env))
     }
 
     public var extraServices: [any Service] {

@@ -15,11 +15,19 @@ struct SendBatchWriter: Sendable {
     /// deadlock), then one statement skips strangers and repeats, takes each conversation's next
     /// `seq`s in arrival order and inserts. Events are published in `seq` order in one round trip
     /// before anyone is answered. Returns the messages it stored, by message id.
-    func write(_ batch: [PendingSend]) async throws -> [String: StoredSend] {
+    ///
+    /// One bad row must not fail the statement for everyone: a message whose content the
+    /// database would refuse, and a repeat of a `(conversation, sender, client_msg_id)` earlier
+    /// in the same batch (it would hit the unique index), are left out before writing; they take
+    /// the one-by-one path, which answers the first with `validation_failed` and the second with
+    /// the message its original stored.
+    func write(_ submitted: [PendingSend]) async throws -> [String: StoredSend] {
+        let (batch, contents) = Self.writable(submitted)
+        if batch.isEmpty { return [:] }
         let conversations = Array(Set(batch.map(\.conversationID))).sorted()
         let columns: [[String]] = [
             batch.map(\.messageID), batch.map(\.conversationID), batch.map(\.tenantID), batch.map(\.senderID),
-            batch.map(\.kind), batch.map { $0.content.jsonString() }, batch.map(\.clientMsgID),
+            batch.map(\.kind), contents, batch.map(\.clientMsgID),
         ]
         let rows = try await postgres.atomically([
             ("SELECT 1 FROM conversations WHERE conversation_id = ANY($1::text[]) ORDER BY conversation_id FOR UPDATE",
@@ -43,6 +51,24 @@ struct SendBatchWriter: Sendable {
         created.sort { ($0.event.conversationId ?? "", $0.event.seq ?? 0) < ($1.event.conversationId ?? "", $1.event.seq ?? 0) }
         try await events.publish(created)
         return stored
+    }
+
+    /// The sends a batch statement can store, with their content as JSON text: the first of
+    /// each `(conversation, sender, client_msg_id)`, and only content free of NUL.
+    static func writable(_ batch: [PendingSend]) -> (sends: [PendingSend], contents: [String]) {
+        struct Key: Hashable { var conversation, sender, clientMsgID: String }
+        var seen = Set<Key>()
+        var sends: [PendingSend] = [], contents: [String] = []
+        sends.reserveCapacity(batch.count); contents.reserveCapacity(batch.count)
+        for send in batch {
+            guard seen.insert(Key(conversation: send.conversationID, sender: send.senderID, clientMsgID: send.clientMsgID)).inserted else {
+                continue
+            }
+            let content = send.content.jsonString()
+            guard (try? Validation.storable(json: Array(content.utf8))) != nil else { continue }
+            sends.append(send); contents.append(content)
+        }
+        return (sends, contents)
     }
 
     /// Skips strangers and repeats (scalar subqueries on the unique indexes, so the plan stays an

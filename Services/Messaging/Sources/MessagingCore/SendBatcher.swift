@@ -90,9 +90,10 @@ final class SendBatcher: Sendable {
             do {
                 let stored = try await write(batch.map(\.send))
                 for w in batch { w.continuation.resume(returning: stored[w.send.messageID]) }
-            } catch let e as PostgresError where !e.isConnectionError {
+            } catch let e as PostgresError where !e.isTransient {
                 // One message spoiled the statement (e.g. a retry racing its original on the
-                // unique index): nothing was stored; each goes the one-by-one way.
+                // unique index): nothing was stored; each goes the one-by-one way. A transient
+                // failure (connection, serialization, timeout) fails them all: the consumer retries.
                 for w in batch { w.continuation.resume(returning: nil) }
             } catch {
                 for w in batch { w.continuation.resume(throwing: error) }

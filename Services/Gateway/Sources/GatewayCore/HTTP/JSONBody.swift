@@ -14,7 +14,11 @@ public struct JSONBodyDecoder: RequestDecoder {
         do { buffer = try await request.body.collect(upTo: context.maxUploadSize) } catch {
             throw AIIMError(.payloadTooLarge, "body is larger than \(context.maxUploadSize) bytes")
         }
-        return try Self.decode(T.self, from: Array(buffer.readableBytesView))
+        let bytes = Array(buffer.readableBytesView)
+        let value = try Self.object(bytes)
+        // Refused here, before a bus round trip (the backends check every command again).
+        try Validation.storable(json: bytes)
+        return try Self.decode(T.self, from: value)
     }
 
     /// The same rules for a JSON text that arrived another way (a WebSocket frame).

@@ -173,6 +173,8 @@ struct WebSocketSession {
             return
         }
         do {
+            // Refused before a bus round trip, with the request's ids echoed.
+            try Validation.storable(json: Array(text.utf8))
             guard let handler else {
                 guard let type, !type.isEmpty else { throw AIIMError.validation("type is required") }
                 throw AIIMError(.unknownType, "unknown frame type '\(type.prefix(64))'")
