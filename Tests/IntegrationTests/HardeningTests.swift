@@ -265,7 +265,12 @@ import Glibc
         #expect(replay.status == 403, "\(replay.json)")
         #expect(replay.json["message"] == nil)
     }
+}
 
+/// With the disruptive tests (alone, after the rest): the byte caps are read by the messaging
+/// replica that answers, and other suites' replicas (with the default caps) share the command
+/// stream.
+extension DisruptiveTests {
     /// History, replay and sync pages were capped by count only: 200 messages of 32 KiB made a
     /// 6 MiB reply on the bus, and a sync of 500 conversations far more. Now pages stop at a
     /// byte cap too, say `has_more`, and paging on gets everything, once, in order.
