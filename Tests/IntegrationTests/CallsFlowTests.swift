@@ -561,23 +561,11 @@ final class CallsWorld: Sendable {
     /// Starts the built `aiim-gateway` executable (a real process a test can SIGKILL) on the
     /// test Redis, with the JWT secret of the in-process gateways and a 1 s / 3 s heartbeat (presence TTL 4 s).
     static func startGatewayProcess(port: Int, log: URL) throws -> Process {
-        let bin = try TestEnv.value("AIIM_TEST_BIN_DIR")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: bin).appendingPathComponent("aiim-gateway")
-        var env = ProcessInfo.processInfo.environment
-        env.merge(try TestEnv.serviceEnvironment().values) { $1 }
-        env["HTTP_PORT"] = String(port)
-        env["INSTANCE_ID"] = uniqueName("calls-gw")
-        env["WS_PING_INTERVAL"] = "1"
-        env["WS_PING_TIMEOUT"] = "3"
-        env["LOG_LEVEL"] = "warning"
-        p.environment = env
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        let out = try FileHandle(forWritingTo: log)
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        return p
+        let env = try TestEnv.serviceEnvironment().values.merging([
+            "HTTP_PORT": String(port), "INSTANCE_ID": uniqueName("calls-gw"), "WS_PING_INTERVAL": "1", "WS_PING_TIMEOUT": "3",
+            "LOG_LEVEL": "warning",
+        ]) { $1 }
+        return try startBuiltProcess("aiim-gateway", env: env, log: log)
     }
 
     func startCalls(replicas count: Int) async throws {

@@ -6,24 +6,10 @@ import Testing
 extension DisruptiveTests {
     /// Starts the built `aiim-messaging` executable (a real process we can SIGKILL).
     static func startMessagingProcess(port: Int, log: URL) throws -> Process {
-        let bin = try TestEnv.value("AIIM_TEST_BIN_DIR")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: bin).appendingPathComponent("aiim-messaging")
-        var env = ProcessInfo.processInfo.environment
-        env["REDIS_URL"] = try TestEnv.redisURL()
-        env["DATABASE_URL"] = try TestEnv.databaseURL()
-        env["HTTP_HOST"] = "127.0.0.1"
-        env["HTTP_PORT"] = String(port)
-        env["INSTANCE_ID"] = uniqueName("crash-msg")
-        env["RECLAIM_IDLE_MS"] = "1500"
-        env["LOG_LEVEL"] = "warning"
-        p.environment = env
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        let out = try FileHandle(forWritingTo: log)
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        return p
+        try startBuiltProcess("aiim-messaging", env: [
+            "REDIS_URL": try TestEnv.redisURL(), "DATABASE_URL": try TestEnv.databaseURL(), "HTTP_HOST": "127.0.0.1",
+            "HTTP_PORT": String(port), "INSTANCE_ID": uniqueName("crash-msg"), "RECLAIM_IDLE_MS": "1500", "LOG_LEVEL": "warning",
+        ], log: log)
     }
 
     @Test func aMessagingReplicaKilledMidLoadLosesNoAcknowledgedMessage() async throws {

@@ -11,17 +11,6 @@ import Testing
 @Suite(.serialized) struct RunOnceTests {
     init() { TestLog.bootstrap() }
 
-    func withConsumers<T: Sendable>(_ consumers: [StreamConsumer], _ body: @Sendable () async throws -> T) async throws -> T {
-        let group = ServiceGroup(configuration: .init(services: consumers, logger: TestLog.logger))
-        return try await withThrowingTaskGroup(of: Void.self) { tg in
-            tg.addTask { try await group.run() }
-            defer { Task { await group.triggerGracefulShutdown() } }  // unstructured: defer cannot await
-            let r = try await body()
-            await group.triggerGracefulShutdown()
-            try await tg.waitForAll()
-            return r
-        }
-    }
 
     func consumer(_ redis: RedisClient, stream: String, name: String,
                   handler: @escaping CommandHandler) -> StreamConsumer {
@@ -46,7 +35,7 @@ import Testing
         }
         let a = consumer(redis, stream: stream, name: "a", handler: slow)
         let b = consumer(redis, stream: stream, name: "b", handler: slow)
-        try await withConsumers([a, b]) {
+        try await withServices([a, b]) {
             try await redis.xadd(stream, maxLen: 100, envelope: try Envelope.make(type: "work", payload: Empty()))
             let done = try await eventually(timeout: .seconds(10)) {
                 try await redis.command(["XPENDING", stream, "g"]).array?.first?.int == 0 && runs.withLockedValue { $0 } >= 1
@@ -78,7 +67,7 @@ import Testing
         try await redis.xadd(stream, maxLen: 100, envelope: try Envelope.make(
             type: "work", payload: ["n": "in-time"], replyTo: replies, deadline: Timestamp.nowMillis() + 60_000))
         try await redis.xadd(stream, maxLen: 100, envelope: try Envelope.make(type: "work", payload: ["n": "no-deadline"]))
-        try await withConsumers([c]) {
+        try await withServices([c]) {
             let done = try await eventually(timeout: .seconds(10)) {
                 try await redis.command(["XPENDING", stream, "g"]).array?.first?.int == 0 && handled.withLockedValue { $0.count } >= 2
             }

@@ -19,18 +19,6 @@ import Testing
         try RedisClient(url: try TestEnv.redisURL(), poolSize: 4, logger: TestLog.logger)
     }
 
-    /// Runs `services` in a service group while `body` runs, then shuts the group down gracefully.
-    func withServices<T: Sendable>(_ services: [any Service], _ body: @Sendable () async throws -> T) async throws -> T {
-        let group = ServiceGroup(configuration: .init(services: services, logger: TestLog.logger))
-        return try await withThrowingTaskGroup(of: Void.self) { tg in
-            tg.addTask { try await group.run() }
-            defer { Task { await group.triggerGracefulShutdown() } }  // unstructured: defer cannot await
-            let r = try await body()
-            await group.triggerGracefulShutdown()
-            try await tg.waitForAll()
-            return r
-        }
-    }
 
     @Test func roundTripGatewayMessagingGatewayCarriesOneTrace() async throws {
         let messaging = try buildMessaging(env: try TestEnv.serviceEnvironment(["INSTANCE_ID": uniqueName("messaging")]),

@@ -5,6 +5,7 @@ import AIIMRedis
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import ServiceLifecycle
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -113,4 +114,32 @@ func eventually(timeout: Duration = .seconds(10), _ condition: @Sendable () asyn
 
 func uniqueName(_ prefix: String) -> String {
     "\(prefix)_\(UUID().uuidString.prefix(8).lowercased())"
+}
+
+/// Starts a built executable of this run (`AIIM_TEST_BIN_DIR`) as a real process a test can
+/// SIGKILL, with this process's environment plus `env`, its output in `log`.
+func startBuiltProcess(_ name: String, env extra: [String: String], log: URL) throws -> Process {
+    let bin = try TestEnv.value("AIIM_TEST_BIN_DIR")
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: bin).appendingPathComponent(name)
+    p.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
+    _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+    let out = try FileHandle(forWritingTo: log)
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    return p
+}
+
+/// Runs `services` in a service group while `body` runs, then shuts the group down gracefully.
+func withServices<T: Sendable>(_ services: [any Service], _ body: @Sendable () async throws -> T) async throws -> T {
+    let group = ServiceGroup(configuration: .init(services: services, logger: TestLog.logger))
+    return try await withThrowingTaskGroup(of: Void.self) { tg in
+        tg.addTask { try await group.run() }
+        defer { Task { await group.triggerGracefulShutdown() } }  // unstructured: defer cannot await
+        let r = try await body()
+        await group.triggerGracefulShutdown()
+        try await tg.waitForAll()
+        return r
+    }
 }
