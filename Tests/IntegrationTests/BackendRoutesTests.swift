@@ -15,7 +15,7 @@ import Testing
         let messaging = try buildMessaging(env: try TestEnv.serviceEnvironment(), registry: PrometheusCollectorRegistry())
         #expect(try messaging.router().types == [
             "apikey.create", "apikey.list", "apikey.revoke", "apikey.verify", "conversation.create", "conversation.get", "conversation.list",
-            "conversation.members.add", "conversation.members.remove",
+            "conversation.members.add", "conversation.members.remove", "conversation.update",
             "generation.append", "generation.end", "generation.get", "generation.start", "generation.status", "generation.stop",
             "message.delete", "message.edit", "message.history",
             "message.send", "message.sync", "message.system", "ping", "presence.changed", "receipt.get", "receipt.mark",

@@ -12,16 +12,18 @@ import Testing
     init() { TestLog.bootstrap() }
 
 
+    /// Reclaim after 1 s (renewed every third of it): short enough for a quick test, long enough
+    /// that a loaded CI machine does not starve the renewal past it.
     func consumer(_ redis: RedisClient, stream: String, name: String,
                   handler: @escaping CommandHandler) -> StreamConsumer {
         StreamConsumer(
             redis: redis,
             settings: ConsumerSettings(stream: stream, group: "g", consumer: name, concurrency: 8,
-                                       reclaimIdle: .milliseconds(300), block: .milliseconds(100)),
+                                       reclaimIdle: .milliseconds(1000), block: .milliseconds(100)),
             origin: "test", logger: TestLog.logger, handler: handler)
     }
 
-    /// A handler that takes five times `RECLAIM_IDLE_MS` used to be reclaimed by the other
+    /// A handler that takes three times `RECLAIM_IDLE_MS` used to be reclaimed by the other
     /// replica (and by its own consumer) while it ran, and ran again.
     @Test func aHandlerStillRunningIsNeverReclaimed() async throws {
         let redis = try RedisClient(url: try TestEnv.redisURL(), poolSize: 4, logger: TestLog.logger)
@@ -30,7 +32,7 @@ import Testing
         let runs = NIOLockedValueBox(0)
         let slow: CommandHandler = { _ in
             runs.withLockedValue { $0 += 1 }
-            try await Task.sleep(for: .milliseconds(1500))
+            try await Task.sleep(for: .milliseconds(3000))
             return nil
         }
         let a = consumer(redis, stream: stream, name: "a", handler: slow)
@@ -42,7 +44,7 @@ import Testing
             }
             #expect(done, "the command was handled and acknowledged")
             // Further reclaim passes find nothing to run again.
-            try await Task.sleep(for: .milliseconds(700))
+            try await Task.sleep(for: .milliseconds(1500))
         }
         #expect(runs.withLockedValue { $0 } == 1)
         try await redis.command(["DEL", stream])
