@@ -389,6 +389,7 @@ logfile $state/logs/redis.log
 dir $dir/data
 appendonly yes
 appendfsync everysec
+maxmemory 1gb
 maxmemory-policy noeviction
 EOF
   )
