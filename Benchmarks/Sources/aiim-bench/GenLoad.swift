@@ -312,32 +312,10 @@ final class GenWatcher: GenClient {
     }
 }
 
-/// Opens a WebSocket to the gateway with `make`'s handler on it.
+/// Opens a WebSocket to the gateway with `make`'s handler on it and waits for its `connected` frame.
 func connectGenClient<H: GenClient>(group: any EventLoopGroup, host: String, port: Int, token: String,
                                     make: @escaping @Sendable (any EventLoop) -> H) async throws -> NIOLoopBound<H> {
-    let upgraded: EventLoopFuture<NIOLoopBound<H>?> = try await ClientBootstrap(group: group)
-        .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-        .connect(host: host, port: port) { channel in
-            channel.eventLoop.makeCompletedFuture {
-                let upgrader = NIOTypedWebSocketClientUpgrader<NIOLoopBound<H>?>(maxFrameSize: 1 << 20) { channel, _ in
-                    channel.eventLoop.makeCompletedFuture {
-                        let handler = make(channel.eventLoop)
-                        try channel.pipeline.syncOperations.addHandler(handler)
-                        return NIOLoopBound(handler, eventLoop: channel.eventLoop)
-                    }
-                }
-                var headers = HTTPHeaders()
-                headers.add(name: "Host", value: "\(host):\(port)")
-                let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/api/aiim/ws?token=\(token)", headers: headers)
-                let config = NIOTypedHTTPClientUpgradeConfiguration<NIOLoopBound<H>?>(
-                    upgradeRequestHead: head, upgraders: [upgrader],
-                    notUpgradingCompletionHandler: { $0.eventLoop.makeSucceededFuture(nil) })
-                var pipeline = NIOUpgradableHTTPClientPipelineConfiguration(upgradeConfiguration: config)
-                pipeline.leftOverBytesStrategy = .forwardBytes
-                return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(configuration: pipeline)
-            }
-        }
-    guard let handler = try await upgraded.get() else { throw AIIMError.badRequest("the gateway refused the WebSocket upgrade") }
+    let handler = try await connectLoadClient(group: group, host: host, port: port, token: token, make: make)
     let ready = handler.eventLoop.flatSubmit { handler.value.ready.futureResult }
     handler.eventLoop.scheduleTask(in: .seconds(15)) { handler.value.ready.fail(ChannelError.connectTimeout(.seconds(15))) }
     try await ready.get()

@@ -200,14 +200,17 @@ final class Pacer {
     }
 }
 
-/// Opens a WebSocket to the gateway with a `LoadHandler` on it.
-func connectLoadClient(group: any EventLoopGroup, host: String, port: Int, token: String,
-                       make: @escaping @Sendable (any EventLoop) -> LoadHandler) async throws -> NIOLoopBound<LoadHandler> {
-    let upgraded: EventLoopFuture<NIOLoopBound<LoadHandler>?> = try await ClientBootstrap(group: group)
+/// Opens a WebSocket to the gateway with `make`'s handler on it (the ws-load, abuse and
+/// gen-load clients).
+func connectLoadClient<H: ChannelHandler & SendableMetatype>(
+    group: any EventLoopGroup, host: String, port: Int, token: String,
+    make: @escaping @Sendable (any EventLoop) -> H
+) async throws -> NIOLoopBound<H> {
+    let upgraded: EventLoopFuture<NIOLoopBound<H>?> = try await ClientBootstrap(group: group)
         .channelOption(.tcpOption(.tcp_nodelay), value: 1)
         .connect(host: host, port: port) { channel in
             channel.eventLoop.makeCompletedFuture {
-                let upgrader = NIOTypedWebSocketClientUpgrader<NIOLoopBound<LoadHandler>?>(maxFrameSize: 1 << 20) { channel, _ in
+                let upgrader = NIOTypedWebSocketClientUpgrader<NIOLoopBound<H>?>(maxFrameSize: 1 << 20) { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
                         let handler = make(channel.eventLoop)
                         try channel.pipeline.syncOperations.addHandler(handler)
@@ -217,7 +220,7 @@ func connectLoadClient(group: any EventLoopGroup, host: String, port: Int, token
                 var headers = HTTPHeaders()
                 headers.add(name: "Host", value: "\(host):\(port)")
                 let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/api/aiim/ws?token=\(token)", headers: headers)
-                let config = NIOTypedHTTPClientUpgradeConfiguration<NIOLoopBound<LoadHandler>?>(
+                let config = NIOTypedHTTPClientUpgradeConfiguration<NIOLoopBound<H>?>(
                     upgradeRequestHead: head, upgraders: [upgrader],
                     notUpgradingCompletionHandler: { $0.eventLoop.makeSucceededFuture(nil) })
                 var pipeline = NIOUpgradableHTTPClientPipelineConfiguration(upgradeConfiguration: config)

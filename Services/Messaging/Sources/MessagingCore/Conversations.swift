@@ -174,13 +174,13 @@ extension MessagingService {
             UPDATE conversations SET name = COALESCE($2, name), ai_reasoning = COALESCE($3, ai_reasoning), updated_at = now()
             WHERE conversation_id = $1
             """, [id, cmd.name, reasoning])
-        var dto = try await conversation(id, actor: cmd.actor)
-        let members = dto.members?.map(\.userID) ?? []
-        dto.role = nil
+        let dto = try await conversation(id, actor: cmd.actor)
+        var shared = dto
+        shared.role = nil  // the caller's role; every member gets the event
         try await runtime.publish(DeliveryEvent(
-            tenantID: cmd.actor.tenantID, recipients: members,
-            frame: conversationEvent(id, "conversation.updated", ["conversation": try JSONValue(encoding: dto), "by": .string(cmd.actor.userID)])))
-        return try await conversation(id, actor: cmd.actor)
+            tenantID: cmd.actor.tenantID, recipients: dto.members?.map(\.userID) ?? [],
+            frame: conversationEvent(id, "conversation.updated", ["conversation": try JSONValue(encoding: shared), "by": .string(cmd.actor.userID)])))
+        return dto
     }
 
     func addMembers(_ cmd: AddMembers) async throws -> ConversationDTO {
