@@ -11,6 +11,8 @@ public enum Validation {
     public static let maxNameLength = 200
     public static let maxMembers = 1000
     public static let maxHistoryLimit = 200
+    /// Largest integer JSON carries exactly (2^53 - 1); larger query values are refused.
+    public static let maxJSONInteger = 9_007_199_254_740_991
     /// Types a client may send. `system` is written only by the server; `stream_chunk` through streams.
     public static let clientMessageTypes: Set<String> = ["text", "image", "audio", "video", "file", "ai"]
 

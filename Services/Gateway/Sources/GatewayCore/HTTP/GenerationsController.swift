@@ -43,7 +43,7 @@ struct GenerationsController {
 
     @Sendable func get(_ request: Request, context: AuthenticatedContext) async throws -> GenerationSnapshot {
         try await backends.call(GetGeneration(
-            actor: context.actor, messageID: try id(context), afterOffset: try request.intQuery("after_offset").map(Int64.init)))
+            actor: context.actor, messageID: try id(context), afterOffset: try request.positionQuery("after_offset")))
     }
 
     @Sendable func append(_ request: Request, context: AuthenticatedContext) async throws -> GenerationAck {

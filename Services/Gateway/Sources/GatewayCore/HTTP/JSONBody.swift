@@ -116,11 +116,21 @@ extension APIKeyDTO: ResponseEncodable {}
 extension APIKeyList: ResponseEncodable {}
 
 extension Request {
-    /// A query parameter as an integer (nil when absent), or `validation_failed`.
+    /// A query parameter as an integer (nil when absent), or `validation_failed`. Only integers
+    /// JSON carries exactly (|v| < 2^53) are accepted, so a value echoed back cannot fail to encode.
     func intQuery(_ name: String) throws -> Int? {
         guard let s = uri.queryParameters[name[...]].map(String.init), !s.isEmpty else { return nil }
-        guard let v = Int(s) else { throw AIIMError.validation("\(name) must be an integer") }
+        guard let v = Int(s), abs(v) <= Validation.maxJSONInteger else {
+            throw AIIMError.validation("\(name) must be an integer")
+        }
         return v
+    }
+
+    /// A position in a log (a seq or an offset): an integer from 0 to 2^53 - 1, or `validation_failed`.
+    func positionQuery(_ name: String) throws -> Int64? {
+        guard let v = try intQuery(name) else { return nil }
+        guard v >= 0 else { throw AIIMError.validation("\(name) must not be negative") }
+        return Int64(v)
     }
 
     func stringQuery(_ name: String) -> String? {

@@ -41,8 +41,8 @@ struct MessagesController {
     @Sendable func history(_ request: Request, context: AuthenticatedContext) async throws -> MessagePage {
         try await backends.call(History(
             actor: context.actor, conversationID: try context.parameters.require("id"),
-            beforeSeq: try request.intQuery("before_seq").map(Int64.init),
-            afterSeq: try request.intQuery("after_seq").map(Int64.init),
+            beforeSeq: try request.positionQuery("before_seq"),
+            afterSeq: try request.positionQuery("after_seq"),
             beforeID: request.stringQuery("before_id"),
             limit: try Validation.limit(request.intQuery("limit"))))
     }

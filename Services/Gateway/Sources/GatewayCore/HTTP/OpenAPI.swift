@@ -108,7 +108,7 @@ enum OpenAPI {
                                                           required: ["message_id", "stream_id", "seq", "stream_end", "state"])])),
             Operation(method: "get", path: "/api/aiim/messages/{id}",
                       summary: "History of conversation {id}, ascending by seq (before_seq, after_seq or before_id)",
-                      query: [limitParameter, Parameter(name: "before_seq", schema: integer), Parameter(name: "after_seq", schema: integer),
+                      query: [limitParameter, Parameter(name: "before_seq", schema: position), Parameter(name: "after_seq", schema: position),
                               Parameter(name: "before_id", schema: string)],
                       response: ref("MessagePage")),
             Operation(method: "patch", path: "/api/aiim/messages/{id}", summary: "Edit own message {id}",
@@ -204,7 +204,7 @@ enum OpenAPI {
                                    required: ["conversation_id"]),
                       status: 201, response: ref("GenerationSnapshot")),
             Operation(method: "get", path: "/api/aiim/generations/{message_id}", summary: "An answer's parts so far and the deltas after after_offset",
-                      query: [Parameter(name: "after_offset", schema: integer)], response: ref("GenerationSnapshot")),
+                      query: [Parameter(name: "after_offset", schema: position)], response: ref("GenerationSnapshot")),
             Operation(method: "post", path: "/api/aiim/generations/{message_id}/deltas", summary: "Append deltas",
                       body: object(["deltas": array(["type": "object", "required": ["offset", "part"],
                                                      "properties": ["offset": integer, "part": integer, "type": string]])],
@@ -225,6 +225,8 @@ enum OpenAPI {
 
     static let string: JSONValue = ["type": "string"]
     static let integer: JSONValue = ["type": "integer"]
+    /// A seq or an offset in a log: what `Request.positionQuery` accepts.
+    static let position: JSONValue = ["type": "integer", "minimum": 0, "maximum": 9_007_199_254_740_991]
     static let number: JSONValue = ["type": "number"]
     static let boolean: JSONValue = ["type": "boolean"]
     static let timestamp: JSONValue = ["type": "string", "format": "date-time"]
