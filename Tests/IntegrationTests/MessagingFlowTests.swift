@@ -48,7 +48,7 @@ import Testing
         let after = try await stack.http("GET", "/api/aiim/messages/\(conv)?after_seq=3", token: bob)
         #expect(after.json["messages"]?.arrayOfSeqs == [4, 5])
         // A seq is 0...2^53-1: a negative one, or one JSON cannot carry exactly, is refused, not a 500.
-        for bad in ["before_seq=-1", "after_seq=-2432902008176639999", "before_seq=9007199254740992", "after_seq=1.5"] {
+        for bad in ["before_seq=-1", "after_seq=-2432902008176639999", "before_seq=9007199254740992", "before_seq=-9223372036854775808", "after_seq=1.5"] {
             let r = try await stack.http("GET", "/api/aiim/messages/\(conv)?\(bad)", token: bob)
             #expect(r.status == 400, "\(bad)")
             #expect(r.json["error"]?["code"]?.stringValue == "validation_failed", "\(bad)")

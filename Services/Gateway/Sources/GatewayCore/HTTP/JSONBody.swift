@@ -117,10 +117,11 @@ extension APIKeyList: ResponseEncodable {}
 
 extension Request {
     /// A query parameter as an integer (nil when absent), or `validation_failed`. Only integers
-    /// JSON carries exactly (|v| < 2^53) are accepted, so a value echoed back cannot fail to encode.
+    /// JSON carries exactly (|v| <= 2^53 - 1) are accepted, so a value echoed back cannot fail to
+    /// encode. (`magnitude`, not `abs`: `abs(Int.min)` traps.)
     func intQuery(_ name: String) throws -> Int? {
         guard let s = uri.queryParameters[name[...]].map(String.init), !s.isEmpty else { return nil }
-        guard let v = Int(s), abs(v) <= Validation.maxJSONInteger else {
+        guard let v = Int(s), v.magnitude <= Validation.maxJSONInteger.magnitude else {
             throw AIIMError.validation("\(name) must be an integer")
         }
         return v

@@ -225,7 +225,7 @@ enum OpenAPI {
 
     static let string: JSONValue = ["type": "string"]
     static let integer: JSONValue = ["type": "integer"]
-    /// A seq or an offset in a log: what `Request.positionQuery` accepts.
+    /// A seq or an offset in a log: what `Request.positionQuery` accepts (0...Validation.maxJSONInteger).
     static let position: JSONValue = ["type": "integer", "minimum": 0, "maximum": 9_007_199_254_740_991]
     static let number: JSONValue = ["type": "number"]
     static let boolean: JSONValue = ["type": "boolean"]
